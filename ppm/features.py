@@ -1,0 +1,228 @@
+"""The feature schema of training examples: the single source of truth.
+
+The Beam example writer (`beam_jobs.build_examples`), the tf.data parser
+(`ppm.data.pipeline`), the models' inputs and the serving signature are all derived from
+:class:`FeatureSchema`. One example is one displayed candidate (one row of `events.parquet`),
+with the user's behaviour history strictly before the event (ARCHITECTURE.md, "Training
+examples").
+
+History features are stored unpadded in the TFRecords (most recent first, at most
+``max_history`` long) and padded to ``max_history`` by the parser: ``""`` for string ids and
+``0`` for integers. ``hist_len`` gives the true length, from which models build their padding
+mask (PPM §3.1.2).
+
+User profile features (the paper's ``D``, PPM §3.2.3) depend on the data source: they are the
+``user_*`` columns of `events.parquet`, recorded in the schema that the Beam job writes beside
+the examples (`schema.json`), so a reader never guesses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+SCHEMA_FILE = "schema.json"
+DEFAULT_MAX_HISTORY = 50
+
+# Roles of a feature. Models read `target`, `history`, `context` and `profile` features;
+# `label`s are training targets; `meta` features identify an example (evaluation, GAUC,
+# cold-start buckets) and are never model inputs.
+TARGET, HISTORY, CONTEXT, PROFILE, LABEL, META = (
+    "target", "history", "context", "profile", "label", "meta")
+ROLES = (TARGET, HISTORY, CONTEXT, PROFILE, LABEL, META)
+
+STRING, INT64 = "string", "int64"
+
+LABELS = ("click", "order", "cart")
+ID_FIELDS = ("item_id", "shop_id", "brand_id", "category_id")
+
+# Recency buckets of the history (PPM §3.1.2, E_recency): the age of a past click relative to
+# the event, in seconds. Bucket b holds ages in [edges[b-1], edges[b]); bucket 0 is under a
+# minute and the last bucket is older than the last edge.
+RECENCY_BUCKET_EDGES_S = (
+    60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
+    90 * 86400)
+NUM_RECENCY_BUCKETS = len(RECENCY_BUCKET_EDGES_S) + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One feature of a training example.
+
+    Attributes:
+      name: feature key in the tf.train.Example and in the model's input dict.
+      dtype: ``"string"`` or ``"int64"`` (the two tf.train.Example kinds used here).
+      role: one of :data:`ROLES`.
+      sequence: True for history features, shape ``[max_history]`` after parsing.
+      default: value of a missing scalar or padding of a sequence.
+    """
+
+    name: str
+    dtype: str
+    role: str
+    sequence: bool = False
+
+    def __post_init__(self):
+        if self.dtype not in (STRING, INT64):
+            raise ValueError(f"Feature {self.name!r}: dtype must be string or int64, "
+                             f"got {self.dtype!r}")
+        if self.role not in ROLES:
+            raise ValueError(f"Feature {self.name!r}: role must be one of {ROLES}, "
+                             f"got {self.role!r}")
+
+    @property
+    def default(self):
+        return "" if self.dtype == STRING else 0
+
+
+def recency_bucket(age_seconds):
+    """Maps ages in seconds (scalar or array, >= 0) to recency bucket ids (int64)."""
+    return np.searchsorted(np.asarray(RECENCY_BUCKET_EDGES_S), np.asarray(age_seconds),
+                           side="right").astype(np.int64)
+
+
+def _base_features() -> tuple[Feature, ...]:
+    feats = [Feature(name, STRING, TARGET) for name in ID_FIELDS]
+    feats.append(Feature("position", INT64, CONTEXT))
+    feats += [Feature(f"hist_{name}", STRING, HISTORY, sequence=True) for name in ID_FIELDS]
+    feats.append(Feature("hist_position", INT64, HISTORY, sequence=True))
+    feats.append(Feature("hist_recency", INT64, HISTORY, sequence=True))
+    feats.append(Feature("hist_len", INT64, HISTORY))
+    feats += [Feature(name, INT64, LABEL) for name in LABELS]
+    feats += [
+        Feature("request_id", STRING, META),
+        Feature("user_id", STRING, META),
+        Feature("ts", INT64, META),
+        # The upstream ranker's rank of the candidate (GRACE); -1 when unknown.
+        Feature("rank", INT64, META),
+        # How often the target item appears in the training window (cold-start buckets).
+        Feature("item_freq", INT64, META),
+    ]
+    return tuple(feats)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSchema:
+    """All features of a set of training examples.
+
+    Attributes:
+      max_history: maximum number of history items per example (PPM uses the latest 50).
+      profile_features: names of the user profile features (``user_*`` string columns).
+    """
+
+    max_history: int = DEFAULT_MAX_HISTORY
+    profile_features: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        object.__setattr__(self, "profile_features", tuple(self.profile_features))
+        for name in self.profile_features:
+            if not name.startswith("user_"):
+                raise ValueError(f"Profile feature {name!r} must start with 'user_'")
+            if name == "user_id":
+                raise ValueError("user_id is an identifier, not a profile feature")
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        return _base_features() + tuple(
+            Feature(name, STRING, PROFILE) for name in self.profile_features)
+
+    def by_role(self, *roles: str) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.role in roles)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def __getitem__(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"No feature {name!r} in the schema; known: {self.names}")
+
+    # --- (de)serialisation -------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"max_history": self.max_history, "profile_features": list(self.profile_features),
+                "features": [dataclasses.asdict(f) for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FeatureSchema":
+        return cls(max_history=int(d["max_history"]),
+                   profile_features=tuple(d.get("profile_features", ())))
+
+    def save(self, path: str) -> None:
+        from apache_beam.io.filesystems import FileSystems  # GCS-aware, imported lazily.
+        with FileSystems.create(path) as f:
+            f.write(json.dumps(self.to_dict(), indent=2).encode())
+
+    @classmethod
+    def load(cls, path: str) -> "FeatureSchema":
+        from apache_beam.io.filesystems import FileSystems
+        with FileSystems.open(path) as f:
+            return cls.from_dict(json.loads(f.read().decode()))
+
+    # --- tf.data parsing ------------------------------------------------------------------
+
+    def parsing_spec(self) -> dict:
+        """Feature spec for `tf.io.parse_example` (histories as ragged, padded later)."""
+        import tensorflow as tf
+
+        spec = {}
+        for f in self.features:
+            dtype = tf.string if f.dtype == STRING else tf.int64
+            if f.sequence:
+                spec[f.name] = tf.io.RaggedFeature(dtype=dtype, row_splits_dtype=tf.int64)
+            else:
+                spec[f.name] = tf.io.FixedLenFeature([], dtype, default_value=f.default)
+        return spec
+
+    # --- tf.train.Example writing ---------------------------------------------------------
+
+    def to_example(self, values: Mapping):
+        """Builds a tf.train.Example from a dict holding every feature of the schema.
+
+        Raises:
+          KeyError: a feature is missing from ``values``.
+          ValueError: a history is longer than ``max_history`` or lengths disagree.
+        """
+        import tensorflow as tf
+
+        missing = [n for n in self.names if n not in values]
+        if missing:
+            raise KeyError(f"Example is missing features {missing}")
+        feature = {}
+        hist_len = int(values["hist_len"])
+        for f in self.features:
+            v = values[f.name]
+            if f.sequence:
+                v = list(v)
+                if len(v) != hist_len or hist_len > self.max_history:
+                    raise ValueError(
+                        f"{f.name} has {len(v)} values, hist_len is {hist_len}, "
+                        f"max_history is {self.max_history}")
+            else:
+                v = [v]
+            if f.dtype == STRING:
+                feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(
+                    value=[x.encode() if isinstance(x, str) else bytes(x) for x in v]))
+            else:
+                feature[f.name] = tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[int(x) for x in v]))
+        return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def profile_columns(columns: Iterable[str]) -> tuple[str, ...]:
+    """The user profile columns (``user_*`` except ``user_id``) among ``columns``, sorted."""
+    return tuple(sorted(c for c in columns if c.startswith("user_") and c != "user_id"))
+
+
+def model_input_names(schema: FeatureSchema, exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """Names of the features a ranking model may read (no labels, no meta)."""
+    return tuple(f.name for f in schema.by_role(TARGET, HISTORY, CONTEXT, PROFILE)
+                 if f.name not in exclude)
+
