@@ -156,14 +156,16 @@ class FeatureSchema:
                    profile_features=tuple(d.get("profile_features", ())))
 
     def save(self, path: str) -> None:
-        from apache_beam.io.filesystems import FileSystems  # GCS-aware, imported lazily.
-        with FileSystems.create(path) as f:
+        from ppm.data.canonical import open_file
+
+        with open_file(path, "wb") as f:
             f.write(json.dumps(self.to_dict(), indent=2).encode())
 
     @classmethod
     def load(cls, path: str) -> "FeatureSchema":
-        from apache_beam.io.filesystems import FileSystems
-        with FileSystems.open(path) as f:
+        from ppm.data.canonical import open_file
+
+        with open_file(path) as f:
             return cls.from_dict(json.loads(f.read().decode()))
 
     # --- tf.data parsing ------------------------------------------------------------------
