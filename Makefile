@@ -1,0 +1,41 @@
+# Everything a user runs: `make test` and `make demo` create .venv and install the project first.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-all demo lint benchmarks clean
+
+venv: $(STAMP)
+
+# Re-installs when setup.py changes. Falls back to python3 when python3.11 is not on PATH.
+$(STAMP): setup.py
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; using python3"; }
+	@test -x $(PY) || $$(command -v $(PYTHON) || command -v python3) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+# The whole test suite (slow tests excluded, see pytest.ini). pytest's exit code 5 ("no tests
+# collected") is reported as an error: a suite that runs nothing has not passed.
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; fi; exit $$rc
+
+# Also the tests marked slow.
+test-all: venv
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m ppm.demo
+
+lint: venv
+	$(PY) -m ruff check ppm beam_jobs tests benchmarks
+
+benchmarks: venv
+	$(PY) benchmarks/synthetic_generator.py
+	$(PY) benchmarks/pipeline_throughput.py
+
+clean:
+	rm -rf $(VENV) runs benchmarks/results .pytest_cache
