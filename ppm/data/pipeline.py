@@ -79,7 +79,8 @@ def make_dataset(patterns: str | Sequence[str], schema: features.FeatureSchema,
       patterns: TFRecord files, globs or folders.
       schema: feature schema (usually `FeatureSchema.load(examples/schema.json)`).
       batch_size: the global batch size (e.g. 20000 for the paper preset). With an
-        ``input_context`` each input pipeline batches its per-replica share.
+        ``input_context`` the dataset yields per-replica batches, as
+        ``distribute_datasets_from_function`` expects.
       training: shuffle files and examples, and drop the remainder by default.
       shuffle_buffer: examples in the shuffle buffer.
       seed: seed of the file and example shuffles.
@@ -103,13 +104,14 @@ def make_dataset(patterns: str | Sequence[str], schema: features.FeatureSchema,
     if drop_remainder is None:
         drop_remainder = training
     files = list_files(patterns)
-    per_pipeline_batch = batch_size
+    batch = batch_size
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None:
         if batch_size % input_context.num_replicas_in_sync:
             raise ValueError(f"Global batch {batch_size} is not divisible by the "
                              f"{input_context.num_replicas_in_sync} replicas")
-        per_pipeline_batch = batch_size // input_context.num_input_pipelines
+        # distribute_datasets_from_function expects per-replica batches.
+        batch = input_context.get_per_replica_batch_size(batch_size)
         if input_context.num_input_pipelines > 1:
             if len(files) < input_context.num_input_pipelines:
                 raise ValueError(f"{len(files)} files cannot be sharded over "
@@ -124,7 +126,7 @@ def make_dataset(patterns: str | Sequence[str], schema: features.FeatureSchema,
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(per_pipeline_batch, drop_remainder=drop_remainder)
+    ds = ds.batch(batch, drop_remainder=drop_remainder)
     ds = ds.map(lambda s: parse_batch(s, schema), num_parallel_calls=AUTOTUNE,
                 deterministic=deterministic)
     options = tf.data.Options()
