@@ -37,7 +37,7 @@ import bisect
 import json
 import logging
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics, MetricsFilter

@@ -25,14 +25,14 @@ def _select_legacy_keras() -> None:
     value = os.environ.get(_LEGACY_KERAS_ENV)
     if value is not None and value.strip().lower() in ("0", "false", "no"):
         raise ImportError(
-                f"{_LEGACY_KERAS_ENV}={value!r} is set, but the ranking models of ppm need Keras 2 "
-                f"(tf_keras). Unset it or set {_LEGACY_KERAS_ENV}=1.")
+            f"{_LEGACY_KERAS_ENV}={value!r} is set, but the ranking models of ppm need "
+            f"Keras 2 (tf_keras). Unset it or set {_LEGACY_KERAS_ENV}=1.")
     os.environ[_LEGACY_KERAS_ENV] = "1"
     tf = sys.modules.get("tensorflow")
     if tf is not None and "keras.src" in sys.modules and "tf_keras" not in sys.modules:
         logging.getLogger(__name__).warning(
-                "TensorFlow was imported and Keras 3 loaded before ppm; if tf.keras already resolved "
-                "to Keras 3, the ranking models will not work. Import ppm first.")
+            "TensorFlow was imported and Keras 3 loaded before ppm; if tf.keras already "
+            "resolved to Keras 3, the ranking models will not work. Import ppm first.")
 
 
 _select_legacy_keras()

@@ -19,8 +19,9 @@ the examples (`schema.json`), so a reader never guesses them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -126,7 +127,7 @@ class FeatureSchema:
             if name == "user_id":
                 raise ValueError("user_id is an identifier, not a profile feature")
 
-    @property
+    @functools.cached_property
     def features(self) -> tuple[Feature, ...]:
         return _base_features() + tuple(
             Feature(name, STRING, PROFILE) for name in self.profile_features)
@@ -134,7 +135,7 @@ class FeatureSchema:
     def by_role(self, *roles: str) -> tuple[Feature, ...]:
         return tuple(f for f in self.features if f.role in roles)
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
@@ -151,7 +152,7 @@ class FeatureSchema:
                 "features": [dataclasses.asdict(f) for f in self.features]}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "FeatureSchema":
+    def from_dict(cls, d: Mapping) -> FeatureSchema:
         return cls(max_history=int(d["max_history"]),
                    profile_features=tuple(d.get("profile_features", ())))
 
@@ -162,7 +163,7 @@ class FeatureSchema:
             f.write(json.dumps(self.to_dict(), indent=2).encode())
 
     @classmethod
-    def load(cls, path: str) -> "FeatureSchema":
+    def load(cls, path: str) -> FeatureSchema:
         from ppm.data.canonical import open_file
 
         with open_file(path) as f:
@@ -197,25 +198,24 @@ class FeatureSchema:
         missing = [n for n in self.names if n not in values]
         if missing:
             raise KeyError(f"Example is missing features {missing}")
-        feature = {}
         hist_len = int(values["hist_len"])
+        example = tf.train.Example()
+        feature = example.features.feature
         for f in self.features:
             v = values[f.name]
             if f.sequence:
-                v = list(v)
                 if len(v) != hist_len or hist_len > self.max_history:
                     raise ValueError(
                         f"{f.name} has {len(v)} values, hist_len is {hist_len}, "
                         f"max_history is {self.max_history}")
             else:
-                v = [v]
+                v = (v,)
             if f.dtype == STRING:
-                feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(
-                    value=[x.encode() if isinstance(x, str) else bytes(x) for x in v]))
+                feature[f.name].bytes_list.value.extend(
+                    [x.encode() if isinstance(x, str) else bytes(x) for x in v])
             else:
-                feature[f.name] = tf.train.Feature(
-                    int64_list=tf.train.Int64List(value=[int(x) for x in v]))
-        return tf.train.Example(features=tf.train.Features(feature=feature))
+                feature[f.name].int64_list.value.extend([int(x) for x in v])
+        return example
 
 
 def profile_columns(columns: Iterable[str]) -> tuple[str, ...]:

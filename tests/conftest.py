@@ -6,9 +6,10 @@ happens at import time, before any test module touches TensorFlow.
 
 import os
 
-import ppm  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import pytest
 import tensorflow as tf
+
+import ppm  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import pyarrow as pa
 
@@ -128,7 +128,7 @@ class Window:
     def empty(self) -> bool:
         return self.end <= self.start
 
-    def overlaps(self, other: "Window") -> bool:
+    def overlaps(self, other: Window) -> bool:
         return self.start < other.end and other.start < self.end
 
 
@@ -171,7 +171,7 @@ class DatasetMeta:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "DatasetMeta":
+    def from_dict(cls, d: Mapping) -> DatasetMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -15,7 +15,7 @@ replicas may then get fewer or zero examples), so no example is skipped in metri
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 

@@ -29,8 +29,17 @@ from tqdm.auto import tqdm
 
 from ppm.data import canonical
 from ppm.data.synthetic import behaviour, images, queries
-from ppm.data.synthetic.world import (AGES, CITY_TIERS, GENDERS, POWER, SCALES, World,
-                                      build_world, item_picture_attrs, titles)
+from ppm.data.synthetic.world import (
+    AGES,
+    CITY_TIERS,
+    GENDERS,
+    POWER,
+    SCALES,
+    World,
+    build_world,
+    item_picture_attrs,
+    titles,
+)
 
 __all__ = ["SCALES", "generate", "build_world", "World"]
 
