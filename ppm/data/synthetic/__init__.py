@@ -45,11 +45,14 @@ __all__ = ["SCALES", "generate", "build_world", "World"]
 
 logger = logging.getLogger(__name__)
 IMAGE_SIZE = 64
-_IMAGE_BATCH = 1024
+_IMAGE_BATCH = 256  # small batches keep the float32 arrays cache-friendly
 
 
 def _ids(prefix: str, idx, width: int) -> np.ndarray:
-    return np.char.add(prefix, np.char.zfill(np.asarray(idx).astype(str), width)).astype(object)
+    """String ids like ``i0000042`` for integer indices (formats each distinct index once)."""
+    uniq, inverse = np.unique(np.asarray(idx), return_inverse=True)
+    names = np.array([f"{prefix}{k:0{width}d}" for k in uniq], dtype=object)
+    return names[inverse.reshape(-1)]
 
 
 def _item_table(world: World, rng, progress: bool) -> pa.Table:

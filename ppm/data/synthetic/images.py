@@ -11,6 +11,7 @@ Everything is vectorised over a batch of items with NumPy; only PNG encoding is 
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -40,46 +41,56 @@ def hsv_to_rgb(h, s, v):
     return rgb + m[..., None]
 
 
+# Object shapes in normalised coordinates (u, w), radius r and angle t; one per category.
+_SHAPES = (
+    lambda u, w, r, t: r < 1.0,                                                 # disc
+    lambda u, w, r, t: np.maximum(np.abs(u), np.abs(w)) < 0.8,                  # square
+    lambda u, w, r, t: np.abs(u) + np.abs(w) < 1.0,                             # diamond
+    lambda u, w, r, t: (w < 0.7) & (np.abs(u) < (w + 1.0) * 0.55),             # triangle
+    lambda u, w, r, t: (r < 1.0) & (r > 0.55),                                  # ring
+    lambda u, w, r, t: ((np.abs(u) < 0.3) | (np.abs(w) < 0.3))                  # cross
+    & (np.maximum(np.abs(u), np.abs(w)) < 1.0),
+    lambda u, w, r, t: r < 0.55 + 0.4 * np.cos(5 * t),                          # star
+    lambda u, w, r, t: np.maximum(np.abs(u) * 0.866 + np.abs(w) * 0.5, np.abs(w)) < 0.9,
+    lambda u, w, r, t: u * u + w * w / 0.35 < 1.0,                              # ellipse
+)
+# Textures over pixel coordinates (x, y) with per-item frequency f; one per material.
+_TEXTURES = (
+    lambda x, y, f: 0.5 + 0.5 * np.sign(np.sin(f * x)),                         # cotton
+    lambda x, y, f: 0.6 + 0.4 * np.sin(0.5 * f * (x + y)) ** 8,                 # leather
+    lambda x, y, f: y / y.max() + 0 * f,                                        # steel
+    lambda x, y, f: 0.5 + 0.5 * np.sin(f * x + 3 * np.sin(0.3 * y)),            # wooden
+    lambda x, y, f: np.ones_like(x) + 0 * f,                                    # plastic
+    lambda x, y, f: (np.sin(f * x) * np.sin(f * y) > 0.3).astype(np.float32),   # ceramic
+    lambda x, y, f: 0.5 + 0.5 * np.sign(np.sin(f * x) * np.sin(f * y)),         # wool
+    lambda x, y, f: 0.7 + 0.3 * np.cos(0.7 * f * np.sqrt(x * x + y * y)),       # glass
+    lambda x, y, f: 0.5 + 0.5 * np.sin(f * (x - y)),                            # silk
+    lambda x, y, f: 0.5 + 0.5 * np.sign(np.sin(f * y)),                         # bamboo
+)
+assert len(_SHAPES) == N_SHAPES and len(_TEXTURES) == N_TEXTURES
+
+
 def _shape_masks(u, w, shape):
     """Boolean object masks [B, H, W] for shape ids ``shape`` [B] in normalised coords."""
-    r = np.sqrt(u * u + w * w)
-    theta = np.arctan2(w, u)
-    masks = (
-        r < 1.0,                                                       # disc
-        np.maximum(np.abs(u), np.abs(w)) < 0.8,                        # square
-        np.abs(u) + np.abs(w) < 1.0,                                   # diamond
-        (w < 0.7) & (np.abs(u) < (w + 1.0) * 0.55),                   # triangle
-        (r < 1.0) & (r > 0.55),                                        # ring
-        ((np.abs(u) < 0.3) | (np.abs(w) < 0.3)) & (np.maximum(np.abs(u), np.abs(w)) < 1.0),
-        r < 0.55 + 0.4 * np.cos(5 * theta),                            # star
-        np.maximum(np.abs(u) * 0.866 + np.abs(w) * 0.5, np.abs(w)) < 0.9,  # hexagon
-        u * u + w * w / 0.35 < 1.0,                                    # ellipse
-    )
     out = np.zeros(u.shape, bool)
-    for k, m in enumerate(masks):
-        out |= m & (shape[:, None, None] == k)
+    for k, fn in enumerate(_SHAPES):
+        sel = shape == k
+        if sel.any():
+            us, ws = u[sel], w[sel]
+            out[sel] = fn(us, ws, np.sqrt(us * us + ws * ws), np.arctan2(ws, us))
     return out
 
 
 def _textures(x, y, material, freq):
-    """Texture intensity in [0, 1], [B, H, W], one pattern per material id."""
-    f = freq[:, None, None]
-    patterns = (
-        0.5 + 0.5 * np.sign(np.sin(f * x)),                            # stripes (cotton)
-        0.6 + 0.4 * np.sin(0.5 * f * (x + y)) ** 8,                    # grain (leather)
-        (y - y.min()) / (y.max() - y.min()),                           # gradient (steel)
-        0.5 + 0.5 * np.sin(f * x + 3 * np.sin(0.3 * y)),               # wood grain
-        np.ones_like(x),                                               # plain (plastic)
-        (np.sin(f * x) * np.sin(f * y) > 0.3).astype(np.float32),      # dots (ceramic)
-        0.5 + 0.5 * np.sign(np.sin(f * x) * np.sin(f * y)),            # checker (wool)
-        0.7 + 0.3 * np.cos(0.7 * f * np.sqrt(x * x + y * y)),          # rings (glass)
-        0.5 + 0.5 * np.sin(f * (x - y)),                               # diagonal (silk)
-        0.5 + 0.5 * np.sign(np.sin(f * y)),                            # bands (bamboo)
-    )
+    """Texture intensity in [0, 1], [B, H, W], one pattern per material id.
+
+    ``x`` and ``y`` are pixel coordinates [1, H, W]; ``freq`` is [B].
+    """
     out = np.zeros((material.shape[0],) + x.shape[1:], np.float32)
-    for k, pattern in enumerate(patterns):
+    for k, fn in enumerate(_TEXTURES):
         sel = material == k
-        out[sel] = np.broadcast_to(pattern, out.shape)[sel]
+        if sel.any():
+            out[sel] = fn(x, y, freq[sel][:, None, None])
     return out
 
 
@@ -109,13 +120,22 @@ def draw(attrs: dict, size: int = 64) -> np.ndarray:
                     np.asarray(attrs["freq"], np.float32))
     fg = hsv_to_rgb(attrs["hue"], attrs["saturation"],
                     np.full(b, 0.9, np.float32))[:, None, None, :]
-    fg = fg * (0.55 + 0.45 * tex[..., None])
+    fg = fg * (np.float32(0.55) + np.float32(0.45) * tex[..., None])
     bg = hsv_to_rgb(attrs["bg_hue"], np.full(b, 0.18, np.float32),
                     np.full(b, 0.97, np.float32))[:, None, None, :]
     img = np.where(mask[..., None], fg, bg)
-    bank = np.random.default_rng(12345).normal(0, 0.035, (_NOISE_BANK, size, size, 3))
-    img = img + bank[np.asarray(attrs["noise_id"]) % _NOISE_BANK].astype(np.float32)
-    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    img += _noise_bank(size)[np.asarray(attrs["noise_id"]) % _NOISE_BANK]
+    np.clip(img, 0, 1, out=img)
+    img *= 255
+    img += 0.5  # round when truncating to uint8
+    return img.astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_bank(size: int) -> np.ndarray:
+    """Fixed pixel-noise patterns (float32 [_NOISE_BANK, size, size, 3]), shared by items."""
+    rng = np.random.default_rng(12345)
+    return rng.normal(0, 0.035, (_NOISE_BANK, size, size, 3)).astype(np.float32)
 
 
 def perturb(images: np.ndarray, rng) -> np.ndarray:

@@ -71,8 +71,8 @@ def make_queries(world: World, events: dict, rng) -> dict:
     colours = colour_words(world)
     text = [text_query(world, i, colours[i], rng) for i in text_items]
     photos = []
-    for s in range(0, n_image, 1024):
-        idx = image_items[s:s + 1024]
+    for s in range(0, n_image, 256):
+        idx = image_items[s:s + 256]
         photos += images.encode_png(images.perturb(images.draw(item_picture_attrs(world, idx)),
                                                    rng))
     items = np.concatenate([text_items, image_items]).astype(np.int64)
