@@ -55,6 +55,9 @@ def main(argv=None) -> int:
                         "(dataset/ and examples/ inside).")
     parser.add_argument("--scale", default="demo", help="Synthetic world scale.")
     parser.add_argument("--seed", type=int, default=0, help="Synthetic world seed.")
+    parser.add_argument("--beam_workers", type=int, default=os.cpu_count() or 1,
+                        help="DirectRunner worker processes for the Beam job (default: the "
+                        "number of CPUs; 1 runs in this process).")
     parser.add_argument("--rebuild", action="store_true",
                         help="Regenerate the world and rebuild the examples even if present.")
     args = parser.parse_args(argv)
@@ -78,8 +81,12 @@ def main(argv=None) -> int:
         logger.info("[3/3] Building examples with Beam into %s", examples)
         from beam_jobs import build_examples  # noqa: PLC0415
 
+        beam_flags = []
+        if args.beam_workers > 1:
+            beam_flags = ["--direct_num_workers", str(args.beam_workers),
+                          "--direct_running_mode", "multi_processing"]
         build_examples.run(["--dataset", dataset, "--out", examples, "--num_shards", "4",
-                            "--overwrite"])
+                            "--overwrite"] + beam_flags)
     else:
         logger.info("[3/3] Using the existing examples in %s", examples)
     print(summary(dataset, examples))

@@ -9,7 +9,8 @@ from ppm.data.synthetic import __main__ as synthetic_cli
 
 def test_demo_runs_every_stage_and_reuses_outputs(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    assert demo.main(["--run_dir", run_dir, "--scale", "tiny", "--seed", "3"]) == 0
+    assert demo.main(["--run_dir", run_dir, "--scale", "tiny", "--seed", "3",
+                      "--beam_workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "Dataset synthetic-tiny" in out and "train_large" in out
     assert "Test events on cold items" in out and "item_freq<5" in out
