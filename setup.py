@@ -36,6 +36,7 @@ EXTRAS_REQUIRE = {
         "nbformat>=5.9",
         "ipykernel>=6.29",
         "matplotlib>=3.8",
+        "scikit-learn>=1.3",
         "ruff>=0.6",
     ],
     "gcp": ["apache-beam[gcp]~=2.77.0"],

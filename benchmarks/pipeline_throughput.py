@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -41,24 +40,13 @@ import ppm  # noqa: F401  (selects Keras 2; must be imported before TensorFlow)
 import tensorflow as tf
 # isort: on
 
+import common
+
 from ppm import features
 from ppm.data import pipeline
 
 NAME = "pipeline_throughput"
 WINDOWS = ("pretrain", "train_large", "train_small", "test")
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def machine() -> dict:
-    """The machine the figures were measured on."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = None
-    return {"cpu_count": os.cpu_count(), "usable_cpus": usable,
-            "platform": platform.platform(), "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 
 
 def build_demo_examples(root: str, seed: int) -> tuple[str, dict]:
@@ -143,7 +131,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "fastest of each is reported (default: 2).")
     parser.add_argument("--seed", type=int, default=0,
                         help="Seed of the demo world built without --examples (default: 0).")
-    parser.add_argument("--out", default=os.path.join(RESULTS_DIR, NAME + ".json"),
+    parser.add_argument("--out", default=common.result_path(NAME),
                         help=f"Result JSON path (default: benchmarks/results/{NAME}.json).")
     args = parser.parse_args(argv)
     for name in ("batch_size", "batches", "rounds"):
@@ -202,7 +190,8 @@ def main(argv=None) -> int:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    mach = machine()
+    mach = common.machine(tensorflow=tf.__version__,
+                   gpus=[d.name for d in tf.config.list_physical_devices("GPU")])
     result = {
         "benchmark": NAME,
         "claim": "make_dataset feeds global batch 20000 quickly (parse after batching); "
@@ -220,10 +209,7 @@ def main(argv=None) -> int:
         "compare_ratio": compare["examples_per_s_ratio_to_main"] if compare else None,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    common.write_result(args.out, result)
     print(f"Machine: {mach['cpu_count']} CPUs ({mach['usable_cpus']} usable), "
           f"TensorFlow {mach['tensorflow']}, {mach['platform']}")
     print(f"Batch {args.batch_size}: {main_run['examples_per_s']:,.0f} examples/s, "

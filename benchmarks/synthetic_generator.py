@@ -29,15 +29,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
-import platform
 import pstats
 import shutil
 import sys
 import tempfile
 import time
 
+import common
 import numpy as np
 
 from ppm.data import synthetic
@@ -47,18 +46,6 @@ from ppm.data.synthetic.world import SCALES, build_world
 NAME = "synthetic_generator"
 TARGET_EVENTS = 1_000_000
 TARGET_SECONDS = 60.0
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def machine() -> dict:
-    """The machine the figures were measured on."""
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        affinity = None
-    return {"cpu_count": os.cpu_count(), "usable_cpus": affinity,
-            "platform": platform.platform(), "processor": platform.processor(),
-            "python": platform.python_version(), "numpy": np.__version__}
 
 
 def events_rng(seed: int) -> np.random.Generator:
@@ -133,7 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Also profile the last full generate() with cProfile and print the "
                         "top N functions (default: 0, off). Profiling slows the run; the "
                         "profiled run is not counted in the timings.")
-    parser.add_argument("--out", default=os.path.join(RESULTS_DIR, NAME + ".json"),
+    parser.add_argument("--out", default=common.result_path(NAME),
                         help=f"Result JSON path (default: benchmarks/results/{NAME}.json).")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -160,7 +147,7 @@ def main(argv=None) -> int:
     target_rate = TARGET_EVENTS / TARGET_SECONDS
     meets = full["events_per_s"] >= target_rate
     seconds_per_1m = TARGET_EVENTS / full["events_per_s"]
-    mach = machine()
+    mach = common.machine(numpy=np.__version__)
     result = {
         "benchmark": NAME,
         "claim": ">= 1M events generated in under a minute on a 2-core machine",
@@ -180,10 +167,7 @@ def main(argv=None) -> int:
         print("\ncProfile of generate(), by cumulative time:\n" + prof["profile"]["cumulative"])
         print("cProfile of generate(), by own time:\n" + prof["profile"]["tottime"])
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    common.write_result(args.out, result)
 
     print(f"Machine: {mach['cpu_count']} CPUs ({mach['usable_cpus']} usable), "
           f"{mach['platform']}")

@@ -1,0 +1,33 @@
+"""Helpers shared by the benchmark scripts: the machine description and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def result_path(name: str) -> str:
+    """Default JSON path of a benchmark's result (``benchmarks/results/<name>.json``)."""
+    return os.path.join(RESULTS_DIR, name + ".json")
+
+
+def machine(**versions) -> dict:
+    """The machine the figures were measured on, plus library ``versions`` to record."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = None
+    return {"cpu_count": os.cpu_count(), "usable_cpus": usable,
+            "platform": platform.platform(), "processor": platform.processor(),
+            "python": platform.python_version(), **versions}
+
+
+def write_result(path: str, result: dict) -> None:
+    """Writes a result as indented JSON, creating the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
