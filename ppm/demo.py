@@ -62,6 +62,7 @@ def main(argv=None) -> int:
                         help="Regenerate the world and rebuild the examples even if present.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # keep the stage lines readable
     dataset = os.path.join(args.run_dir, "dataset")
     examples = os.path.join(args.run_dir, "examples")
 
