@@ -82,9 +82,13 @@ class TextEncoder(keras.Model):
         self.projection = keras.layers.Dense(dim, name="projection")
         self.normalize = L2Normalize(name="l2_normalize")
 
-    def call(self, inputs, training=False):
+    def features(self, inputs, training=False):
+        """Mean-pooled backbone output [B, hidden] (before the projection)."""
         seq = self.backbone(inputs, training=training)["sequence_output"]
-        return self.normalize(self.projection(self.pooling(seq, inputs["padding_mask"])))
+        return self.pooling(seq, inputs["padding_mask"])
+
+    def call(self, inputs, training=False):
+        return self.normalize(self.projection(self.features(inputs, training=training)))
 
     def get_config(self):
         config = super().get_config()

@@ -25,7 +25,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ppm.data import canonical  # noqa: E402
-from ppm.encoders import data, evaluate, export, image, tasks, text  # noqa: E402
+from ppm.encoders import data, evaluate, export, image, projection, tasks, text  # noqa: E402
 
 logger = logging.getLogger(__name__)
 TASKS = {"qm": ("text",), "ep": ("image",), "scl": ("text", "image")}
@@ -58,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--sequence_length", type=int, default=text.DEFAULT_SEQUENCE_LENGTH)
     p.add_argument("--image_size", type=int, default=None,
                    help="Image side after decoding (default 64 from scratch, 224 for a preset).")
+    p.add_argument("--projection_init", choices=["pca", "random"], default="pca",
+                   help="Initialise the projection to --dim with the principal components of "
+                   "the backbone's pooled features on the catalogue (default), or at random.")
     p.add_argument("--temperature", type=float, default=0.05, help="QM temperature tau.")
     p.add_argument("--no_moco", action="store_true", help="SCL without the MoCo key encoder "
                    "and queue (in-batch negatives only).")
@@ -100,6 +103,20 @@ def build_encoder(args, items):
         "preset": source}
 
 
+def init_projection(args, encoder, pre, items, max_items: int = 2048) -> bool:
+    """PCA initialisation of the projection on catalogue titles or images."""
+    if args.projection_init != "pca":
+        return False
+    if args.modality == "text":
+        sample = items.loc[items["has_title"], "title"].to_numpy(object)[:max_items]
+        feats = evaluate.embed(lambda s: encoder.features(pre(s)), sample)
+    else:
+        sample = items.loc[items["has_image"], "image"].to_numpy(object)[:max_items]
+        feats = evaluate.embed(
+            lambda b: encoder.features(image.decode_images(b, encoder.image_size)), sample)
+    return projection.pca_init(encoder, feats)
+
+
 def _pair_dataset(pairs, args, transform, with_negative: bool):
     cols = (pairs.query, pairs.positive) + ((pairs.negative,) if with_negative else ())
     ds = tf.data.Dataset.from_tensor_slices(tuple(list(c) for c in cols))
@@ -140,6 +157,7 @@ def run(args) -> dict:
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope():
         encoder, pre, fn, info = build_encoder(args, items)
+        info["projection_init"] = "pca" if init_projection(args, encoder, pre, items) else "random"
         before = evaluate.retrieval_accuracy(fn, eval_pairs)
         logger.info("Held-out Acc@N before training: %s", before)
         history = {}
