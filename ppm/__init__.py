@@ -7,9 +7,9 @@ tensorflow-recommenders and tf-models-official are written against Keras 2. It d
 two worlds meet only through files (encoder SavedModels and the embedding cache). See
 ARCHITECTURE.md, "Two Keras worlds, one boundary".
 
-Import ``ppm`` before anything touches ``tf.keras``. If a Keras 3 ``tf.keras`` was already
-resolved (another library used it first), ranking code would silently mix Keras versions, so a
-warning is logged.
+Import ``ppm`` before anything uses ``tf.keras`` (importing TensorFlow first is fine: its
+``tf.keras`` resolves lazily). If ``tf.keras`` was already resolved to Keras 3, ranking code
+would silently mix Keras versions, so a warning is logged.
 """
 
 import logging
@@ -28,11 +28,15 @@ def _select_legacy_keras() -> None:
             f"{_LEGACY_KERAS_ENV}={value!r} is set, but the ranking models of ppm need "
             f"Keras 2 (tf_keras). Unset it or set {_LEGACY_KERAS_ENV}=1.")
     os.environ[_LEGACY_KERAS_ENV] = "1"
+    # tf.keras is a lazy loader that picks Keras 2 or 3 on first use (then it is replaced by
+    # the chosen module); warn only if it was already resolved to something but tf_keras.
     tf = sys.modules.get("tensorflow")
-    if tf is not None and "keras.src" in sys.modules and "tf_keras" not in sys.modules:
+    resolved = tf.__dict__.get("keras") if tf is not None else None
+    if (resolved is not None and resolved.__dict__.get("_tfll_initialized", True)
+            and not resolved.__name__.startswith("tf_keras")):
         logging.getLogger(__name__).warning(
-            "TensorFlow was imported and Keras 3 loaded before ppm; if tf.keras already "
-            "resolved to Keras 3, the ranking models will not work. Import ppm first.")
-
+            "tf.keras was already resolved to %s before ppm was imported; the ranking "
+            "models need Keras 2 (tf_keras). Import ppm before anything uses tf.keras.",
+            resolved.__name__)
 
 _select_legacy_keras()

@@ -41,3 +41,12 @@ def test_explicitly_disabled_legacy_keras_is_a_clear_error():
     proc = _run("import ppm", {"TF_USE_LEGACY_KERAS": "0"})
     assert proc.returncode != 0
     assert "ranking models of ppm need Keras 2" in proc.stderr
+
+
+def test_importing_tensorflow_first_is_fine_but_resolved_keras3_warns():
+    quiet = _run("import tensorflow as tf\nimport ppm\n"
+                 "assert tf.keras.layers.Dense.__module__.startswith('tf_keras')")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "already resolved" not in quiet.stderr
+    loud = _run("import tensorflow as tf\ntf.keras.layers\nimport ppm")
+    assert "tf.keras was already resolved to keras" in loud.stderr

@@ -41,7 +41,7 @@ class Pairs:
     def __len__(self):
         return len(self.item_id)
 
-    def subset(self, idx) -> "Pairs":
+    def subset(self, idx) -> Pairs:
         return Pairs(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
 
 

@@ -14,14 +14,12 @@ import os
 import shutil
 import tempfile
 
-from ppm.encoders import backend  # noqa: F401  (must precede keras)
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ppm.encoders import contract  # noqa: E402
-from ppm.encoders.image import ImageEncoder, decode_images  # noqa: E402
-from ppm.encoders.text import TextEncoder  # noqa: E402
+from ppm.encoders import contract
+from ppm.encoders.backend import keras
+from ppm.encoders.image import ImageEncoder, decode_images
+from ppm.encoders.text import TextEncoder
 
 
 def _write(archive: keras.export.ExportArchive, path: str, info: dict) -> str:
@@ -45,6 +43,7 @@ def _write(archive: keras.export.ExportArchive, path: str, info: dict) -> str:
 
 def export_text(preprocessor, encoder: TextEncoder, path: str, info: dict | None = None) -> str:
     """Writes the text encoder (strings -> embeddings). Returns the absolute path."""
+    encoder(preprocessor(tf.constant([""])))  # builds an encoder that was never called
     archive = keras.export.ExportArchive()
     archive.track(preprocessor)
     archive.track(encoder)
@@ -62,6 +61,7 @@ def export_text(preprocessor, encoder: TextEncoder, path: str, info: dict | None
 
 def export_image(encoder: ImageEncoder, path: str, info: dict | None = None) -> str:
     """Writes the image encoder (encoded bytes -> embeddings). Returns the absolute path."""
+    encoder(tf.zeros([1, encoder.image_size, encoder.image_size, 3]))  # builds it if needed
     archive = keras.export.ExportArchive()
     archive.track(encoder)
 

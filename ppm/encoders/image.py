@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import os
 
-from ppm.encoders import backend  # noqa: F401  (must precede keras)
+import tensorflow as tf
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ppm.encoders.contract import DEFAULT_DIM  # noqa: E402
-from ppm.encoders.text import L2Normalize  # noqa: E402
+from ppm.encoders.backend import keras, keras_hub
+from ppm.encoders.contract import DEFAULT_DIM
+from ppm.encoders.text import L2Normalize
 
 DEFAULT_IMAGE_SIZE = 64
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -17,12 +17,10 @@ Losses are averaged per replica and divided by the number of replicas before the
 
 from __future__ import annotations
 
-from ppm.encoders import backend  # noqa: F401  (must precede keras)
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ppm.encoders import contrastive  # noqa: E402
+from ppm.encoders import contrastive
+from ppm.encoders.backend import keras
 
 
 class _Task(keras.Model):

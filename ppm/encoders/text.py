@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import os
 
-from ppm.encoders import backend  # noqa: F401  (must precede keras)
+import tensorflow as tf
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ppm.encoders.contract import DEFAULT_DIM  # noqa: E402
+from ppm.encoders.backend import keras, keras_hub
+from ppm.encoders.contract import DEFAULT_DIM
 
 DEFAULT_SEQUENCE_LENGTH = 32
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -150,6 +147,6 @@ def tiny(vocabulary: list[str], dim: int = DEFAULT_DIM,
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocabulary), num_layers=num_layers, num_heads=num_heads,
         hidden_dim=hidden_dim, intermediate_dim=hidden_dim * 2,
-        max_sequence_length=sequence_length)
+        max_sequence_length=max(64, sequence_length))
     return make_preprocessor(tokenizer, sequence_length), TextEncoder(backbone, dim,
                                                                       name="text_encoder")

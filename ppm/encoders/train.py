@@ -19,13 +19,11 @@ import os
 import sys
 import time
 
-from ppm.encoders import backend  # noqa: F401  (must precede keras)
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ppm.data import canonical  # noqa: E402
-from ppm.encoders import data, evaluate, export, image, projection, tasks, text  # noqa: E402
+from ppm.data import canonical
+from ppm.encoders import data, evaluate, export, image, projection, tasks, text
+from ppm.encoders.backend import keras
 
 logger = logging.getLogger(__name__)
 TASKS = {"qm": ("text",), "ep": ("image",), "scl": ("text", "image")}
