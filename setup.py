@@ -17,7 +17,12 @@ INSTALL_REQUIRES = [
     "tensorflow-recommenders~=0.7.7",
     "keras~=3.15.0",
     "keras-hub~=0.32.0",
+    "safetensors>=0.4",  # keras-hub reads Hugging Face format presets
     "apache-beam[tfrecord]~=2.77.0",
+    "google-crc32c>=1.5",  # fast TFRecord checksums in Beam
+    # tensorflow-hub (imported by Beam's TensorFlow RunInference handler) still imports
+    # pkg_resources, which setuptools 81 removed.
+    "setuptools<81",
     "protobuf>=6.33,<7",
     "numpy>=1.26,<3",
     "pandas>=2.0,<3",

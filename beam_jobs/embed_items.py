@@ -1,0 +1,386 @@
+"""Beam job: cache the title and image embeddings of every item (PPM §3.1.1, §3.2.3 Eq. 8).
+
+    python -m beam_jobs.embed_items --dataset DIR --text_model PATH --image_model PATH \\
+        --out DIR [--batch_size N] [--num_shards N] [--overwrite] [standard Beam flags]
+
+Reads ``items.parquet`` (``item_id``, ``title``, ``image``) and runs both exported encoders
+(:mod:`ppm.encoders.contract`) with Beam's ``RunInference``, then writes the embedding cache
+read by :mod:`ppm.data.cache`: TFRecord shards ``part-*.tfrecord`` of ``item_id``,
+``title_emb``, ``image_emb``, ``has_title``, ``has_image``, then ``manifest.json``.
+
+How inference is wired: :class:`EncoderModelHandler` subclasses Beam's
+``TFModelHandlerTensor``; its ``load_model`` loads the plain SavedModel with
+:func:`ppm.encoders.contract.load` (the stock loader calls ``tf.keras.models.load_model``, which
+does not read a non-Keras SavedModel), and its ``inference_fn`` (:func:`encoder_inference_fn`)
+turns one batch of raw strings into a single ``tf.string [n]`` tensor and calls the
+``serving_default`` signature once. A ``KeyedModelHandler`` carries the item ids through, and
+``BatchElements`` forms batches of ``--min_batch_size`` to ``--batch_size`` items (equal by
+default: fixed batches, which suit an offline job with a fixed per-call cost).
+
+Nothing crashes and nothing vanishes: an empty title skips the text model and an item with a
+null image, or bytes that PIL cannot fully decode as JPEG/PNG (the encoder contract), skips the
+image model; checking on the Beam side means one bad image cannot fail a whole batch inside the
+SavedModel. Those items get a zero vector with the flag at 0, and are counted (Beam Metrics)
+in the returned summary and the manifest. After the run the job checks that it wrote exactly one
+record per row of ``items.parquet``; duplicate item ids make it fail (the dataset is invalid,
+``python -m ppm.data.validate`` names them) without writing a manifest.
+
+Before running it refuses, with a clear error, a path that is not an exported encoder, an
+encoder of the other modality, two encoders of different dimensions, and an ``--out`` that
+already holds a cache (unless ``--overwrite``, which deletes it first: a failed rerun then
+leaves no manifest, so no half-written cache can be loaded).
+
+On Dataflow add the standard flags (``--runner DataflowRunner --project P --region R
+--temp_location gs://... --setup_file ./setup.py``); paths may then be ``gs://``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import io
+import json
+import logging
+import os
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics, MetricsFilter
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from ppm.data import cache, canonical
+from ppm.encoders import contract
+
+NAMESPACE = "embed_items"
+MODALITIES = {"text": "title", "image": "image"}  # encoder modality -> item column
+# What the encoders are promised (contract: "encoded JPEG/PNG bytes"); other formats that PIL
+# reads (TIFF, ...) might crash tf.io.decode_image inside the SavedModel.
+IMAGE_FORMATS = ("JPEG", "PNG")
+DEFAULT_BATCH_SIZE = 64
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_jobs.embed_items",
+        description="Embed every item's title and image with the exported encoders (Beam "
+        "RunInference) and write the embedding cache (TFRecords + manifest.json). Unknown "
+        "flags are passed to Beam (e.g. --runner DataflowRunner --project P --region R "
+        "--temp_location gs://... --setup_file ./setup.py).")
+    parser.add_argument("--dataset", required=True, help="Canonical dataset folder.")
+    parser.add_argument("--text_model", required=True,
+                        help="Exported text encoder (python -m ppm.encoders.train --modality "
+                        "text).")
+    parser.add_argument("--image_model", required=True, help="Exported image encoder.")
+    parser.add_argument("--out", required=True, help="Output folder of the cache.")
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="Largest inference batch (default %(default)s).")
+    parser.add_argument("--min_batch_size", type=int, default=None,
+                        help="Smallest inference batch; below --batch_size lets Beam adapt the "
+                        "size to the measured cost (default: --batch_size, fixed batches).")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="TFRecord shards; 0 lets the runner decide.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Delete an existing cache in --out first (otherwise the job "
+                        "refuses to write over it).")
+    args, beam_args = parser.parse_known_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch_size must be at least 1")
+    if args.min_batch_size is None:
+        args.min_batch_size = args.batch_size
+    if not 1 <= args.min_batch_size <= args.batch_size:
+        parser.error("--min_batch_size must be between 1 and --batch_size")
+    return args, beam_args
+
+
+# --- the encoders -----------------------------------------------------------------------------
+
+def encoder_inference_fn(model, batch, inference_args, model_id=None, *, dim: int):
+    """Embeds one batch with one call of the encoder's ``serving_default`` signature.
+
+    Args:
+      model: ``fn(tf.string [n]) -> float32 [n, dim]`` from :func:`ppm.encoders.contract.load`.
+      batch: the raw inputs (title strings or image bytes), a sequence of n.
+      inference_args: unused (the signature takes no extra arguments).
+      model_id: the model path, recorded in each result.
+      dim: the dimension the encoder declared; anything else fails the job.
+
+    Returns:
+      ``PredictionResult(input, float32 [dim] numpy row, model_id)`` per input.
+    """
+    del inference_args
+    # One tensor from the Python strings: cheaper than stacking n scalar tensors.
+    embeddings = np.asarray(model(list(batch)))
+    if embeddings.shape != (len(batch), dim):
+        raise ValueError(f"encoder {model_id} returned shape {embeddings.shape} for a batch of "
+                         f"{len(batch)}; its encoder.json declares dim {dim}")
+    return [PredictionResult(x, row, model_id) for x, row in zip(batch, embeddings)]
+
+
+class EncoderModelHandler(TFModelHandlerTensor):
+    """``TFModelHandlerTensor`` for an exported ppm encoder (a plain SavedModel, not Keras).
+
+    Elements are raw Python strings/bytes; the whole batch becomes one ``tf.string [n]``
+    tensor in :func:`encoder_inference_fn`.
+    """
+
+    def __init__(self, model_uri: str, dim: int, min_batch_size: int, max_batch_size: int):
+        super().__init__(model_uri,
+                         inference_fn=functools.partial(encoder_inference_fn, dim=dim),
+                         min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+
+    def load_model(self):
+        fn, _ = contract.load(self._model_uri)
+        return fn
+
+
+# --- the Beam side ----------------------------------------------------------------------------
+
+def image_problem(data: bytes) -> str | None:
+    """Why PIL cannot decode ``data`` as a JPEG/PNG image, or None if it can.
+
+    The image is fully decoded (``load``), so truncated or corrupt pixel data is caught, not
+    only a bad header. JPEGs decode at reduced scale (``draft``): the whole stream is still read.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in IMAGE_FORMATS:
+                return f"format {image.format} is not one of {'/'.join(IMAGE_FORMATS)}"
+            if image.format == "JPEG":
+                image.draft("RGB", (64, 64))
+            image.load()
+    except Exception as e:  # PIL raises many kinds on garbage
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+class SplitModalities(beam.DoFn):
+    """Per item: its id on the main output, its title and image to the encoders if usable."""
+
+    TITLES = "titles"
+    IMAGES = "images"
+
+    def __init__(self):
+        self._items = Metrics.counter(NAMESPACE, "items")
+        self._no_title = Metrics.counter(NAMESPACE, "missing_title")
+        self._no_image = Metrics.counter(NAMESPACE, "missing_image")
+        self._bad_image = Metrics.counter(NAMESPACE, "undecodable_image")
+
+    def process(self, row):
+        item_id = row["item_id"]
+        self._items.inc()
+        title = row.get("title") or ""
+        if title.strip():
+            yield beam.pvalue.TaggedOutput(self.TITLES, (item_id, title))
+        else:
+            self._no_title.inc()
+        image = row.get("image")
+        if image is None:
+            self._no_image.inc()
+        else:
+            problem = image_problem(image)
+            if problem is None:
+                yield beam.pvalue.TaggedOutput(self.IMAGES, (item_id, image))
+            else:
+                self._bad_image.inc()
+                logging.warning("item %s: undecodable image (%d bytes): %s", item_id,
+                                len(image), problem)
+        yield item_id, None
+
+
+def _embedding(keyed_result):
+    # Raw float32 bytes cross the shuffle with Beam's bytes coder; a NumPy array would be
+    # pickled, several times slower and larger.
+    item_id, result = keyed_result
+    return item_id, np.asarray(result.inference, np.float32).tobytes()
+
+
+class BuildRecord(beam.DoFn):
+    """Joins an item's embeddings into one serialized cache record (zeros where missing)."""
+
+    def __init__(self, dim: int):
+        self._dim = dim
+        self._written = Metrics.counter(NAMESPACE, "records")
+        self._titled = Metrics.counter(NAMESPACE, "with_title")
+        self._imaged = Metrics.counter(NAMESPACE, "with_image")
+        self._duplicates = Metrics.counter(NAMESPACE, "duplicate_item_ids")
+
+    def process(self, keyed):
+        item_id, groups = keyed
+        rows, titles, images = (list(groups[k]) for k in ("item", "title", "image"))
+        if len(rows) != 1:
+            self._duplicates.inc()
+        zeros = np.zeros(self._dim, np.float32)
+        self._written.inc()
+        self._titled.inc(bool(titles))
+        self._imaged.inc(bool(images))
+        yield cache.make_example(
+            item_id, np.frombuffer(titles[0], np.float32) if titles else zeros,
+            np.frombuffer(images[0], np.float32) if images else zeros, bool(titles),
+            bool(images)).SerializeToString()
+
+
+def build_pipeline(p: beam.Pipeline, dataset: str, out: str, encoders: dict, dim: int,
+                   min_batch_size: int, max_batch_size: int, num_shards: int = 0) -> None:
+    """Adds the job's steps to ``p``; ``encoders`` maps modality -> manifest entry."""
+    split = (
+        p
+        | "ReadItems" >> beam.io.ReadFromParquet(os.path.join(dataset, canonical.ITEMS_FILE),
+                                                 columns=["item_id", "title", "image"])
+        | "SplitModalities" >> beam.ParDo(SplitModalities()).with_outputs(
+            SplitModalities.TITLES, SplitModalities.IMAGES, main="items"))
+    embedded = {}
+    for modality, tag in (("text", SplitModalities.TITLES), ("image", SplitModalities.IMAGES)):
+        handler = KeyedModelHandler(EncoderModelHandler(
+            encoders[modality]["path"], dim, min_batch_size, max_batch_size))
+        name = MODALITIES[modality].capitalize()
+        embedded[MODALITIES[modality]] = (
+            split[tag]
+            | f"Embed{name}s" >> RunInference(handler,
+                                              metrics_namespace=f"{NAMESPACE}_{modality}")
+            | f"{name}Embeddings" >> beam.Map(_embedding))
+    _ = (
+        {"item": split.items, **embedded}
+        | "JoinByItem" >> beam.CoGroupByKey()
+        | "BuildRecords" >> beam.ParDo(BuildRecord(dim))
+        | "WriteCache" >> beam.io.WriteToTFRecord(
+            os.path.join(out, cache.SHARD_PREFIX), file_name_suffix=cache.SHARD_SUFFIX,
+            num_shards=num_shards))
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+def _metrics(result) -> tuple[dict, dict]:
+    """Counters of this job, and RunInference's distributions per modality."""
+    metrics = result.metrics().query(MetricsFilter())
+    counters, inference = {}, {m: {} for m in MODALITIES}
+    for c in metrics["counters"]:
+        if c.key.metric.namespace == NAMESPACE:
+            counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + c.committed
+    for d in metrics["distributions"]:
+        ns = d.key.metric.namespace
+        if ns.startswith(NAMESPACE + "_") and ns[len(NAMESPACE) + 1:] in MODALITIES and (
+                d.committed is not None):
+            acc = inference[ns[len(NAMESPACE) + 1:]].setdefault(d.key.metric.name, [0, 0])
+            acc[0] += d.committed.count
+            acc[1] += d.committed.sum
+    return counters, inference
+
+
+def _inference_summary(dists: dict) -> dict:
+    count, total = dists.get("inference_request_batch_size", [0, 0])
+    _, latency_us = dists.get("inference_batch_latency_micro_secs", [0, 0])
+    _, load_ms = dists.get("load_model_latency_milli_secs", [0, 0])
+    return {"embedded": total, "batches": count,
+            "mean_batch_size": total / count if count else None,
+            "inference_seconds": latency_us / 1e6, "load_model_seconds": load_ms / 1e3}
+
+
+def prepare_output(out: str, overwrite: bool) -> None:
+    """Refuses to write over an existing cache unless ``overwrite``, which deletes it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    existing = [m.path for m in FileSystems.match(
+        [os.path.join(out, cache.SHARD_PATTERN)])[0].metadata_list]
+    manifest = os.path.join(out, cache.MANIFEST_FILE)
+    if FileSystems.exists(manifest):
+        existing.insert(0, manifest)
+    if existing and not overwrite:
+        raise FileExistsError(f"{out} already holds an embedding cache ({len(existing)} files, "
+                              f"e.g. {existing[0]}); pass --overwrite to replace it or choose "
+                              "another --out")
+    if existing:  # the manifest first: an interrupted delete leaves no loadable cache
+        FileSystems.delete(existing)
+    if not canonical.is_remote(out):
+        os.makedirs(out, exist_ok=True)
+
+
+def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
+    """Checks the encoders, runs the pipeline and writes ``manifest.json``. Returns it.
+
+    Raises:
+      FileNotFoundError: an encoder path is not an exported encoder, or no items.parquet.
+      ValueError: the encoders' modalities or dimensions are wrong, or items.parquet repeats
+        item ids.
+      FileExistsError: ``--out`` holds a cache and ``--overwrite`` is not given.
+    """
+    args, beam_args = parse_args(argv)
+    encoders = {"text": contract.describe(args.text_model, "text", "--text_model"),
+                "image": contract.describe(args.image_model, "image", "--image_model")}
+    dims = {m: e["info"]["dim"] for m, e in encoders.items()}
+    if dims["text"] != dims["image"]:
+        raise ValueError(f"the text encoder's dim is {dims['text']} but the image encoder's is "
+                         f"{dims['image']}; the cache holds both at one dimension "
+                         f"({args.text_model}, {args.image_model})")
+    dim = dims["text"]
+    meta = canonical.read_meta(args.dataset)
+    items_path = os.path.join(args.dataset, canonical.ITEMS_FILE)
+    if not canonical.file_exists(items_path):
+        raise FileNotFoundError(f"{items_path}: missing")
+    prepare_output(args.out, args.overwrite)
+
+    if test_pipeline is not None:
+        p = test_pipeline
+    else:
+        options = PipelineOptions(beam_args)
+        options.view_as(SetupOptions).save_main_session = save_main_session
+        p = beam.Pipeline(options=options)
+    build_pipeline(p, args.dataset, args.out, encoders, dim, args.min_batch_size,
+                   args.batch_size, args.num_shards)
+    start = time.perf_counter()
+    result = p.run()
+    result.wait_until_finish()
+    seconds = time.perf_counter() - start
+
+    counters, inference = _metrics(result)
+    items, records = counters.get("items", 0), counters.get("records", 0)
+    if counters.get("duplicate_item_ids", 0):
+        raise ValueError(
+            f"{items_path} repeats {counters['duplicate_item_ids']} item ids ({items} rows, "
+            f"{records} distinct ids); no manifest written. `python -m ppm.data.validate "
+            f"{args.dataset}` names them")
+    if records != items:  # a bug, not bad data: the join must keep every item
+        raise RuntimeError(f"read {items} items but wrote {records} records")
+    now = datetime.datetime.now(datetime.UTC)
+    manifest = {
+        "format": cache.FORMAT,
+        "format_version": cache.FORMAT_VERSION,
+        "dataset": meta.name,
+        "dataset_path": args.dataset,
+        "created_at": now.isoformat(timespec="seconds"),
+        "dim": dim,
+        "counts": {
+            "items": records,
+            "with_title": counters.get("with_title", 0),
+            "missing_title": counters.get("missing_title", 0),
+            "with_image": counters.get("with_image", 0),
+            "missing_image": counters.get("missing_image", 0),
+            "undecodable_image": counters.get("undecodable_image", 0),
+        },
+        "text_encoder": encoders["text"],
+        "image_encoder": encoders["image"],
+        "files": cache.SHARD_PATTERN,
+        "batch_size": {"min": args.min_batch_size, "max": args.batch_size},
+        "job_seconds": seconds,
+        "inference": {m: _inference_summary(inference[m]) for m in MODALITIES},
+    }
+    with canonical.open_file(os.path.join(args.out, cache.MANIFEST_FILE), "wb") as f:
+        f.write((json.dumps(manifest, indent=2) + "\n").encode())
+    logging.info("Embedding cache written to %s: %s", args.out, json.dumps(manifest["counts"]))
+    return manifest
+
+
+def main(argv=None) -> int:
+    logging.getLogger().setLevel(logging.INFO)
+    manifest = run(argv)
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
