@@ -19,34 +19,40 @@ Writes into ``--out``:
 - ``schema.json``: the :class:`ppm.features.FeatureSchema` of the examples.
 - ``vocab/{item_id,shop_id,brand_id,category_id}.tsv``: ``id<TAB>count`` of the targets in
   the ``train_large`` window, most frequent first (ties by id).
-- ``dead_letter/events-*.jsonl``: malformed event rows with the reason, one JSON per line.
-- ``stats.json``: counts per window, labels, dead letters by reason, cold-start shares.
+- ``dead_letter/rows-*.jsonl``: malformed rows, one JSON per line: ``kind`` (``event`` or
+  ``item``), ``reason`` and the ``row``. Items with a missing or duplicated id are dead-lettered
+  and their events too (``item_id duplicated in items.parquet`` / ``unknown item_id``).
+- ``stats.json``: counts per window, labels, dead letters by reason, cold-start shares, and
+  the dataset's source and counts (so a stale example folder can be recognised). The counts are
+  computed by the pipeline itself (``_counts.json``), not read from runner metrics.
 
 Histories hold only clicks strictly before the event's time (PPM §3.1.2: the user's previous
 clicked items), most recent first, at most ``--max_history``. ``item_freq`` is the number of
 ``train_large`` events whose target is the item (the cold-start buckets of PPM §4.5).
 
-The job fails (after writing the dead letters) when more than ``--max_bad_fraction`` of the
-events are malformed.
+Before running, dataset.json and the Parquet schemas are checked (a missing or mistyped column
+would make every row bad). The job fails, keeping the dead letters but deleting the example
+folders, when more than ``--max_bad_fraction`` of the events are malformed or a time window
+gets no example.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import collections
 import json
 import logging
 import os
 from collections.abc import Iterable
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics, MetricsFilter
+import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from ppm import features
 from ppm.data import canonical
 
-NAMESPACE = "build_examples"
 VOCAB_FIELDS = features.ID_FIELDS
 TRAIN_WINDOW = "train_large"
 COLD_THRESHOLDS = (1, 5, 20)  # report the share of test examples with item_freq < t
@@ -79,47 +85,103 @@ def parse_args(argv=None):
 
 # --- validation of raw rows -----------------------------------------------------------------
 
-def event_problem(row: dict, items: dict, label_rules: dict) -> str | None:
-    """The reason an event row is malformed, or None if it is usable."""
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def event_problem(row: dict, items: dict, label_rules: dict,
+                  profile: tuple[str, ...] = ()) -> str | None:
+    """The reason an event row is malformed, or None if it is usable.
+
+    Args:
+      row: the event as read from Parquet.
+      items: item_id -> attributes, or None for ids duplicated in items.parquet.
+      label_rules: ``dataset.json`` label rules.
+      profile: names of the user profile columns (strings or null).
+    """
     for col in ("request_id", "user_id", "item_id"):
-        if not row.get(col):
+        value = row.get(col)
+        if value is None or value == "":
             return f"missing {col}"
-    if row.get("ts") is None:
-        return "missing ts"
+        if not isinstance(value, str):
+            return f"{col} is not a string"
+    if not _is_int(row.get("ts")):
+        return "ts is not an integer"
     if row["item_id"] not in items:
         return "unknown item_id"
+    if items[row["item_id"]] is None:
+        return "item_id duplicated in items.parquet"
     pos = row.get("position")
-    if pos is None or pos < 0:
-        return "bad position"
+    if not _is_int(pos) or pos < 0:
+        return "position is not an integer >= 0"
+    rank = row.get("rank")
+    if rank is not None and (not _is_int(rank) or rank < 0):
+        return "rank is not null or an integer >= 0"
     for col in canonical.LABEL_COLUMNS:
-        if row.get(col) not in (0, 1):
+        if not _is_int(row.get(col)) or row[col] not in (0, 1):
             return f"{col} not in {{0, 1}}"
     for col in ("order", "cart"):
         if label_rules.get(f"{col}_requires_click", True) and row[col] == 1 and row["click"] == 0:
             return f"{col} without click"
+    for col in profile:
+        if row.get(col) is not None and not isinstance(row[col], str):
+            return f"{col} is not a string"
     return None
 
 
+def _dead_letter(kind: str, reason: str, row: dict) -> str:
+    return json.dumps({"kind": kind, "reason": reason, "row": row}, default=str,
+                      sort_keys=True)
+
+
 class ValidateEvents(beam.DoFn):
-    """Emits usable events; malformed ones go to the ``dead_letter`` output with the reason."""
+    """Emits usable events; malformed ones go to the ``dead_letter`` output with the reason.
+
+    Every event also adds to the ``counts`` output, so the summary does not depend on the
+    runner's metrics support.
+    """
 
     DEAD_LETTER = "dead_letter"
+    COUNTS = "counts"
 
-    def __init__(self, label_rules: dict):
+    def __init__(self, label_rules: dict, profile: tuple[str, ...]):
         self._rules = label_rules
-        self._total = Metrics.counter(NAMESPACE, "events")
-        self._bad = Metrics.counter(NAMESPACE, "dead_letter")
+        self._profile = profile
 
     def process(self, row, items):
-        self._total.inc()
-        reason = event_problem(row, items, self._rules)
+        try:
+            reason = event_problem(row, items, self._rules, self._profile)
+        except Exception as e:  # noqa: BLE001 - any surprise in a row is that row's problem
+            reason = f"unexpected {type(e).__name__}: {e}"
+        yield beam.pvalue.TaggedOutput(self.COUNTS, ("events", 1))
         if reason is None:
             yield row
             return
-        self._bad.inc()
-        Metrics.counter(NAMESPACE, f"dead_letter/{reason}").inc()
-        yield beam.pvalue.TaggedOutput(self.DEAD_LETTER, json.dumps(
-            {"reason": reason, "row": row}, default=str, sort_keys=True))
+        yield beam.pvalue.TaggedOutput(self.COUNTS, ("dead_letter", 1))
+        yield beam.pvalue.TaggedOutput(self.COUNTS, (f"dead_letter/{reason}", 1))
+        yield beam.pvalue.TaggedOutput(self.DEAD_LETTER, _dead_letter("event", reason, row))
+
+
+def item_attributes(item_id_and_rows):
+    """(item_id, [rows]) -> (item_id, (shop, brand, category)), or None when duplicated."""
+    item_id, rows = item_id_and_rows
+    rows = list(rows)
+    if len(rows) > 1:
+        return item_id, None
+    r = rows[0]
+    return item_id, (r["shop_id"] or "", r["brand_id"] or "", r["category_id"] or "")
+
+
+def item_problems(item_id_and_rows):
+    """Dead letters for items with a missing id or an id used by several rows."""
+    item_id, rows = item_id_and_rows
+    rows = list(rows)
+    if not item_id:
+        for r in rows:
+            yield _dead_letter("item", "missing item_id", r)
+    elif len(rows) > 1:
+        for r in rows:
+            yield _dead_letter("item", f"item_id duplicated ({len(rows)} rows)", r)
 
 
 # --- examples ---------------------------------------------------------------------------------
@@ -175,7 +237,7 @@ def user_examples(events: Iterable[dict], items: dict, item_freq: dict,
 
 
 class BuildExamples(beam.DoFn):
-    """Per user: serialized tf.train.Examples tagged by window name."""
+    """Per user: serialized tf.train.Examples tagged by window name, and counts."""
 
     def __init__(self, schema: features.FeatureSchema, windows: dict):
         self._schema = schema
@@ -183,31 +245,41 @@ class BuildExamples(beam.DoFn):
 
     def process(self, user_and_events, items, item_freq):
         _, events = user_and_events
+        events = list(events)
+        counts = collections.Counter()
+        counts["history_only_events"] = sum(not windows_of(e["ts"], self._windows)
+                                            for e in events)
         for window, values in user_examples(events, items, item_freq, self._schema,
                                             self._windows):
-            Metrics.counter(NAMESPACE, f"{window}/examples").inc()
+            counts[f"{window}/examples"] += 1
             for label in canonical.LABEL_COLUMNS:
-                Metrics.counter(NAMESPACE, f"{window}/{label}").inc(values[label])
+                counts[f"{window}/{label}"] += values[label]
             if window == "test":
                 for t in COLD_THRESHOLDS:
-                    if values["item_freq"] < t:
-                        Metrics.counter(NAMESPACE, f"test/item_freq_lt_{t}").inc()
+                    counts[f"test/item_freq_lt_{t}"] += values["item_freq"] < t
             yield beam.pvalue.TaggedOutput(window, self._schema.to_example(values)
                                            .SerializeToString())
+        for key, n in counts.items():
+            if n:
+                yield beam.pvalue.TaggedOutput(ValidateEvents.COUNTS, (key, int(n)))
 
 
 def format_vocab(counts: list) -> list[str]:
-    """``id<TAB>count`` lines, most frequent first, ties broken by id."""
-    return [f"{k}\t{c}" for k, c in sorted(counts, key=lambda kc: (-kc[1], kc[0]))]
+    """``id<TAB>count`` lines, most frequent first, ties broken by id.
 
-
-def _count_outside(row, windows):
-    if not windows_of(row["ts"], windows):
-        Metrics.counter(NAMESPACE, "history_only_events").inc()
-    return row
+    The empty id is left out: it is the padding and unknown value of the examples.
+    """
+    return [f"{k}\t{c}" for k, c in sorted(counts, key=lambda kc: (-kc[1], kc[0])) if k]
 
 
 # --- pipeline ---------------------------------------------------------------------------------
+
+COUNTS_FILE = "_counts.json"
+
+
+def _merge_counts(pairs: list) -> str:
+    return json.dumps(dict(sorted(pairs)), indent=1)
+
 
 def build_pipeline(p: beam.Pipeline, dataset: str, out: str, schema: features.FeatureSchema,
                    meta: canonical.DatasetMeta, num_shards: int = 0) -> None:
@@ -216,26 +288,33 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, schema: features.Fe
     train = windows[TRAIN_WINDOW]
     event_cols = [c.name for c in canonical.EVENT_COLUMNS] + list(schema.profile_features)
 
-    items = (
+    items_by_id = (
         p
         | "ReadItems" >> beam.io.ReadFromParquet(
             os.path.join(dataset, canonical.ITEMS_FILE),
             columns=["item_id", "shop_id", "brand_id", "category_id"])
-        | "KeyItems" >> beam.Map(lambda r: (r["item_id"], (r["shop_id"] or "",
-                                                            r["brand_id"] or "",
-                                                            r["category_id"] or ""))))
+        | "KeyItems" >> beam.Map(lambda r: (r["item_id"], r))
+        | "GroupItems" >> beam.GroupByKey())
+    items = (items_by_id
+             | "ItemsWithIds" >> beam.Filter(lambda kv: bool(kv[0]))
+             | "ItemAttributes" >> beam.Map(item_attributes))
     items_side = beam.pvalue.AsDict(items)
+    bad_items = items_by_id | "ItemProblems" >> beam.FlatMap(item_problems)
 
     checked = (
         p
         | "ReadEvents" >> beam.io.ReadFromParquet(
             os.path.join(dataset, canonical.EVENTS_FILE), columns=event_cols)
-        | "ValidateEvents" >> beam.ParDo(ValidateEvents(meta.label_rules), items_side)
-        .with_outputs(ValidateEvents.DEAD_LETTER, main="events"))
-    events = checked.events | "CountHistoryOnly" >> beam.Map(_count_outside, windows)
-    _ = (checked[ValidateEvents.DEAD_LETTER]
+        | "ValidateEvents" >> beam.ParDo(
+            ValidateEvents(meta.label_rules, schema.profile_features), items_side)
+        .with_outputs(ValidateEvents.DEAD_LETTER, ValidateEvents.COUNTS, main="events"))
+    events = checked.events
+    _ = ((checked[ValidateEvents.DEAD_LETTER], bad_items)
+         | "AllDeadLetters" >> beam.Flatten()
          | "WriteDeadLetter" >> beam.io.WriteToText(
-             os.path.join(out, "dead_letter", "events"), file_name_suffix=".jsonl"))
+             os.path.join(out, "dead_letter", "rows"), file_name_suffix=".jsonl"))
+    item_dead = (bad_items | "CountBadItems" >> beam.combiners.Count.Globally()
+                 | "KeyBadItems" >> beam.Map(lambda n: ("dead_letter_items", n)))
 
     train_events = events | "TrainWindow" >> beam.Filter(
         lambda r: train[0] <= r["ts"] < train[1])
@@ -261,41 +340,43 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, schema: features.Fe
         | "GroupByUser" >> beam.GroupByKey()
         | "BuildExamples" >> beam.ParDo(BuildExamples(schema, windows), items_side,
                                         beam.pvalue.AsDict(item_freq))
-        .with_outputs(*canonical.WINDOW_NAMES))
+        .with_outputs(ValidateEvents.COUNTS, *canonical.WINDOW_NAMES))
     for name in canonical.WINDOW_NAMES:
         _ = examples[name] | f"Write{name}" >> beam.io.WriteToTFRecord(
             os.path.join(out, name, "part"), file_name_suffix=".tfrecord",
             num_shards=num_shards)
+    _ = ((checked[ValidateEvents.COUNTS], examples[ValidateEvents.COUNTS], item_dead)
+         | "AllCounts" >> beam.Flatten()
+         | "SumCounts" >> beam.CombinePerKey(sum)
+         | "CollectCounts" >> beam.combiners.ToList()
+         | "FormatCounts" >> beam.Map(_merge_counts)
+         | "WriteCounts" >> beam.io.WriteToText(os.path.join(out, COUNTS_FILE),
+                                                shard_name_template="", num_shards=1))
 
 
-def _counters(result) -> dict:
-    out = {}
-    for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + c.committed
-    return out
-
-
-def stats_from_counters(counters: dict, meta: canonical.DatasetMeta,
-                        schema: features.FeatureSchema) -> dict:
-    total = counters.get("events", 0)
+def stats_from_counts(counts: dict, meta: canonical.DatasetMeta,
+                      schema: features.FeatureSchema) -> dict:
     windows = {}
     for name in canonical.WINDOW_NAMES:
-        n = counters.get(f"{name}/examples", 0)
+        n = counts.get(f"{name}/examples", 0)
         w = {"examples": n}
         for label in canonical.LABEL_COLUMNS:
-            w[label] = counters.get(f"{name}/{label}", 0)
+            w[label] = counts.get(f"{name}/{label}", 0)
         w["ctr"] = w["click"] / n if n else None
         windows[name] = w
     n_test = windows["test"]["examples"]
     return {
         "dataset": meta.name,
-        "events": total,
-        "dead_letter": counters.get("dead_letter", 0),
-        "dead_letter_by_reason": {k.split("/", 1)[1]: v for k, v in sorted(counters.items())
+        "dataset_source": meta.source,
+        "dataset_counts": meta.counts,
+        "events": counts.get("events", 0),
+        "dead_letter": counts.get("dead_letter", 0),
+        "dead_letter_by_reason": {k.split("/", 1)[1]: v for k, v in sorted(counts.items())
                                   if k.startswith("dead_letter/")},
-        "history_only_events": counters.get("history_only_events", 0),
+        "dead_letter_items": counts.get("dead_letter_items", 0),
+        "history_only_events": counts.get("history_only_events", 0),
         "windows": windows,
-        "test_cold_share": {f"item_freq<{t}": (counters.get(f"test/item_freq_lt_{t}", 0)
+        "test_cold_share": {f"item_freq<{t}": (counts.get(f"test/item_freq_lt_{t}", 0)
                                                / n_test if n_test else None)
                             for t in COLD_THRESHOLDS},
         "max_history": schema.max_history,
@@ -304,41 +385,78 @@ def stats_from_counters(counters: dict, meta: canonical.DatasetMeta,
 
 
 OUTPUTS = canonical.WINDOW_NAMES + ("vocab", "dead_letter", features.SCHEMA_FILE,
-                                    "stats.json")
+                                    "stats.json", COUNTS_FILE)
+EXAMPLE_OUTPUTS = canonical.WINDOW_NAMES + ("vocab", "stats.json")
+
+
+def _delete(out: str, names) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    existing = [os.path.join(out, n) for n in names if FileSystems.exists(os.path.join(out, n))]
+    if existing:
+        FileSystems.delete(existing)
 
 
 def prepare_output(out: str, overwrite: bool) -> None:
     """Refuses to write over earlier outputs unless ``overwrite``, which deletes them."""
     from apache_beam.io.filesystems import FileSystems
 
-    existing = [os.path.join(out, name) for name in OUTPUTS
-                if FileSystems.exists(os.path.join(out, name))]
+    existing = [n for n in OUTPUTS if FileSystems.exists(os.path.join(out, n))]
     if existing and not overwrite:
         raise FileExistsError(f"{out} already holds examples ({', '.join(existing)}); pass "
                               "--overwrite to replace them or choose another --out")
-    if existing:
-        FileSystems.delete(existing)
+    _delete(out, existing)
     if not canonical.is_remote(out):
         os.makedirs(out, exist_ok=True)
 
 
-def _profile_features(dataset: str) -> tuple[str, ...]:
-    import pyarrow.parquet as pq
+def preflight(dataset: str) -> tuple[canonical.DatasetMeta, tuple[str, ...]]:
+    """Checks dataset.json and the Parquet schemas before any work. Returns (meta, profile).
 
-    with canonical.open_file(os.path.join(dataset, canonical.EVENTS_FILE)) as f:
-        return features.profile_columns(pq.read_schema(f).names)
+    Row-level problems are left to the job's dead-letter output; a missing column, a column of
+    the wrong type or unusable time windows would make every row bad, so they stop the job.
+
+    Raises:
+      DatasetError: the dataset cannot be processed.
+    """
+
+    from ppm.data import validate
+
+    report = validate.Report()
+    meta = canonical.read_meta(dataset)
+    validate.check_meta(meta, report)
+    schemas = {}
+    for name in (canonical.ITEMS_FILE, canonical.EVENTS_FILE):
+        path = os.path.join(dataset, name)
+        if not canonical.file_exists(path):
+            report.error(name, None, "file is missing")
+            continue
+        schemas[name] = canonical.read_parquet_schema(path)
+        validate.check_schema(name, schemas[name], canonical.TABLES[name], report)
+    profile = ()
+    if canonical.EVENTS_FILE in schemas:
+        events = schemas[canonical.EVENTS_FILE]
+        profile = features.profile_columns(events.names)
+        for name in profile:
+            if canonical.arrow_kind(events.field(name).type) != "string":
+                report.error(canonical.EVENTS_FILE, name, "user profile columns must be "
+                             f"strings, got {events.field(name).type}")
+    if not report.ok:
+        raise validate.DatasetError(f"{dataset} cannot be turned into examples:\n{report}")
+    return meta, profile
 
 
 def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     """Builds and runs the pipeline. Returns the stats (also written to stats.json).
 
     Raises:
-      BadDataError: more than --max_bad_fraction of the events are malformed.
+      DatasetError: dataset.json or the Parquet schemas are unusable.
+      BadDataError: more than --max_bad_fraction of the events are malformed, or a time window
+        got no examples. Example folders are then deleted (the dead letters are kept).
     """
     args, beam_args = parse_args(argv)
-    meta = canonical.read_meta(args.dataset)
-    schema = features.FeatureSchema(max_history=args.max_history,
-                                    profile_features=_profile_features(args.dataset))
+    meta, profile = preflight(args.dataset)
+    schema = features.FeatureSchema(max_history=args.max_history, profile_features=profile)
     prepare_output(args.out, args.overwrite)
     schema.save(os.path.join(args.out, features.SCHEMA_FILE))
 
@@ -349,16 +467,24 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
         options.view_as(SetupOptions).save_main_session = save_main_session
         p = beam.Pipeline(options=options)
     build_pipeline(p, args.dataset, args.out, schema, meta, args.num_shards)
-    result = p.run()
-    result.wait_until_finish()
+    p.run().wait_until_finish()
 
-    stats = stats_from_counters(_counters(result), meta, schema)
+    with canonical.open_file(os.path.join(args.out, COUNTS_FILE)) as f:
+        stats = stats_from_counts(json.loads(f.read().decode() or "{}"), meta, schema)
     bad, total = stats["dead_letter"], stats["events"]
-    if total and bad / total > args.max_bad_fraction:
-        raise BadDataError(
-            f"{bad} of {total} events ({bad / total:.2%}) are malformed, more than "
-            f"--max_bad_fraction={args.max_bad_fraction}; reasons: "
-            f"{stats['dead_letter_by_reason']}; rows in {args.out}/dead_letter/")
+    problems = []
+    if not total or bad / total > args.max_bad_fraction:
+        problems.append(f"{bad} of {total} events are malformed, more than "
+                        f"--max_bad_fraction={args.max_bad_fraction}; reasons: "
+                        f"{stats['dead_letter_by_reason']}")
+    empty = [w for w, v in stats["windows"].items() if not v["examples"]]
+    if empty:
+        problems.append(f"no examples in the time windows {empty} (check the ts unit: unix "
+                        "seconds, and dataset.json's windows)")
+    if problems:
+        _delete(args.out, EXAMPLE_OUTPUTS)
+        raise BadDataError("; ".join(problems) + f". Rows in {args.out}/dead_letter/; the "
+                           "example folders were deleted.")
     with canonical.open_file(os.path.join(args.out, "stats.json"), "wb") as f:
         f.write((json.dumps(stats, indent=2) + "\n").encode())
     logging.info("Examples written to %s: %s", args.out, json.dumps(stats["windows"]))

@@ -2,16 +2,18 @@
 
     python -m ppm.demo [--run_dir runs/demo] [--scale demo] [--seed 0]
 
-Stages, each also a command of its own (see the README):
+Stages, each also a command of its own (see the README); a stage whose output is present and
+was made from the same inputs is skipped (``--rebuild`` redoes everything):
 
-1. ``python -m ppm.data.synthetic``: generate the synthetic world (skipped if present);
+1. ``python -m ppm.data.synthetic``: generate the synthetic world;
 2. ``python -m ppm.data.validate``: validate it;
-3. ``python -m beam_jobs.build_examples``: build TFRecord examples with Beam (skipped if
-   present, unless ``--rebuild``);
-4. print a summary: counts per window, CTR, share of test events on cold items.
+3. ``python -m beam_jobs.build_examples``: build TFRecord examples with Beam;
+4. ``python -m ppm.encoders.train``: fine-tune briefly and export the text encoder
+   (all-MiniLM-L6-v2, query matching) and the image encoder (small ResNet, entity prediction);
+5. ``python -m beam_jobs.embed_items``: cache the title and image embeddings of every item;
+6. print a summary: counts per window, CTR, share of test events on cold items, encoders.
 
-Later stages (encoders, embedding cache, PPM pre-training, URM training, export, serving) join
-this demo as they land.
+Later stages (PPM pre-training, URM training, export, serving) join this demo as they land.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import sys
 
 from ppm.data import canonical, validate
+from ppm.data.synthetic.world import SCALES
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +49,112 @@ def summary(dataset_dir: str, examples_dir: str) -> str:
     return "\n".join(lines)
 
 
+DEMO_TASKS = {"text": "qm", "image": "ep"}
+
+
+def build_encoders(dataset: str, run_dir: str, text_steps: int, image_steps: int,
+                   rebuild: bool, tiny_text: bool = False) -> dict:
+    """Stage 4: fine-tunes and exports both encoders unless done for this dataset."""
+    from ppm.encoders import contract
+
+    meta = canonical.read_meta(dataset)
+    paths = {}
+    for modality, steps in (("text", text_steps), ("image", image_steps)):
+        path = os.path.join(run_dir, "encoders", modality)
+        paths[modality] = path
+        task = DEMO_TASKS[modality]
+        try:
+            info = contract.read_info(path)
+        except FileNotFoundError:
+            info = {}
+        wanted_preset = "tiny random BERT" if tiny_text and modality == "text" else None
+        if not rebuild and (info.get("dataset"), info.get("task"), info.get("steps")) == (
+                meta.name, task, steps) and (wanted_preset is None or str(
+                    info.get("preset", "")).startswith(wanted_preset)):
+            logger.info("[4/5] Using the existing %s encoder in %s", modality, path)
+            continue
+        logger.info("[4/5] Fine-tuning the %s encoder (%s, %d steps) into %s", modality, task,
+                    steps, path)
+        from ppm.encoders import train  # noqa: PLC0415 - loads Keras 3 and keras-hub
+
+        argv = ["--modality", modality, "--task", task, "--dataset", dataset, "--out", path,
+                "--steps", str(steps)]
+        if tiny_text and modality == "text":
+            argv.append("--tiny_text")
+        train.run(train.parse_args(argv))
+    return paths
+
+
+def build_cache(dataset: str, encoders: dict, out: str, rebuild: bool) -> None:
+    """Stage 5: the embedding cache, unless present for these very encoders."""
+    from ppm.data import cache
+    from ppm.encoders import contract
+
+    try:
+        manifest = cache.read_manifest(out)
+        current = all(manifest[f"{m}_encoder"]["fingerprint"] == contract.fingerprint(p)
+                      for m, p in encoders.items())
+    except (FileNotFoundError, KeyError, ValueError):
+        current = False
+    if current and not rebuild:
+        logger.info("[5/5] Using the existing embedding cache in %s", out)
+        return
+    logger.info("[5/5] Caching title and image embeddings with Beam into %s", out)
+    from beam_jobs import embed_items  # noqa: PLC0415
+
+    embed_items.run(["--dataset", dataset, "--text_model", encoders["text"], "--image_model",
+                     encoders["image"], "--out", out, "--overwrite"])
+
+
+def encoder_summary(encoders: dict, embeddings: str) -> str:
+    from ppm.data import cache
+    from ppm.encoders import contract
+
+    lines = ["Encoders (held-out query -> item retrieval, before -> after fine-tuning):"]
+    for modality, path in encoders.items():
+        info = contract.read_info(path)
+        b, a = info["eval_before"], info["eval_after"]
+        lines.append(f"  {modality:5s} {info['task']} {info['steps']} steps: Acc@1 "
+                     f"{b['acc@1']:.3f} -> {a['acc@1']:.3f}, Acc@5 {b['acc@5']:.3f} -> "
+                     f"{a['acc@5']:.3f} ({path})")
+    counts = cache.read_manifest(embeddings)["counts"]
+    lines.append(f"Embedding cache ({embeddings}): " + ", ".join(
+        f"{k}: {v:,}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def _examples_match(dataset: str, examples: str) -> bool:
+    """Whether ``examples`` were built from this very dataset (source and counts)."""
+    path = os.path.join(examples, "stats.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        stats = json.load(f)
+    meta = canonical.read_meta(dataset)
+    return (stats.get("dataset_source"), stats.get("dataset_counts")) == (meta.source,
+                                                                          meta.counts)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ppm.demo",
         description="Run the pipeline end to end on the synthetic world: generate, validate, "
-        "build examples with Beam (DirectRunner), print a summary.")
+        "build examples with Beam (DirectRunner), fine-tune and export the encoders, cache "
+        "the item embeddings with Beam, print a summary.")
     parser.add_argument("--run_dir", default="runs/demo", help="Where everything is written "
                         "(dataset/ and examples/ inside).")
-    parser.add_argument("--scale", default="demo", help="Synthetic world scale.")
+    parser.add_argument("--scale", default="demo", choices=sorted(SCALES),
+                        help="Synthetic world scale.")
     parser.add_argument("--seed", type=int, default=0, help="Synthetic world seed.")
     parser.add_argument("--beam_workers", type=int, default=os.cpu_count() or 1,
                         help="DirectRunner worker processes for the Beam job (default: the "
                         "number of CPUs; 1 runs in this process).")
+    parser.add_argument("--text_steps", type=int, default=60,
+                        help="Query-matching steps of the text encoder.")
+    parser.add_argument("--image_steps", type=int, default=150,
+                        help="Entity-prediction steps of the image encoder.")
+    parser.add_argument("--tiny_text", action="store_true",
+                        help="A tiny random BERT instead of all-MiniLM-L6-v2 (fast smoke runs).")
     parser.add_argument("--rebuild", action="store_true",
                         help="Regenerate the world and rebuild the examples even if present.")
     args = parser.parse_args(argv)
@@ -68,18 +165,26 @@ def main(argv=None) -> int:
 
     from ppm.data import synthetic  # noqa: PLC0415 - heavy, only when needed
 
-    generated = args.rebuild or not os.path.exists(os.path.join(dataset, canonical.DATASET_FILE))
+    wanted = {"scale": args.scale, "seed": args.seed}
+    existing = None
+    if os.path.exists(os.path.join(dataset, canonical.DATASET_FILE)):
+        extra = canonical.read_meta(dataset).extra
+        existing = {k: extra.get(k) for k in wanted}
+    generated = args.rebuild or existing != wanted
     if generated:
-        logger.info("[1/3] Generating the synthetic world (%s) in %s", args.scale, dataset)
+        if existing is not None:
+            logger.info("%s holds the world %s, not %s: regenerating", dataset, existing,
+                        wanted)
+        logger.info("[1/5] Generating the synthetic world (%s) in %s", args.scale, dataset)
         synthetic.generate(dataset, args.scale, args.seed, progress=True)
     else:
-        logger.info("[1/3] Using the existing world in %s", dataset)
-    logger.info("[2/3] Validating %s", dataset)
+        logger.info("[1/5] Using the existing world in %s", dataset)
+    logger.info("[2/5] Validating %s", dataset)
     report = validate.check_dataset(dataset)
     for w in report.warnings:
         logger.warning("%s", w)
-    if generated or not os.path.exists(os.path.join(examples, "stats.json")):
-        logger.info("[3/3] Building examples with Beam into %s", examples)
+    if generated or not _examples_match(dataset, examples):
+        logger.info("[3/5] Building examples with Beam into %s", examples)
         from beam_jobs import build_examples  # noqa: PLC0415
 
         beam_flags = []
@@ -89,8 +194,13 @@ def main(argv=None) -> int:
         build_examples.run(["--dataset", dataset, "--out", examples, "--num_shards", "4",
                             "--overwrite"] + beam_flags)
     else:
-        logger.info("[3/3] Using the existing examples in %s", examples)
+        logger.info("[3/5] Using the existing examples in %s", examples)
+    encoders = build_encoders(dataset, args.run_dir, args.text_steps, args.image_steps,
+                              args.rebuild or generated, args.tiny_text)
+    embeddings = os.path.join(args.run_dir, "embeddings")
+    build_cache(dataset, encoders, embeddings, args.rebuild or generated)
     print(summary(dataset, examples))
+    print(encoder_summary(encoders, embeddings))
     return 0
 
 

@@ -192,6 +192,7 @@ class FeatureSchema:
         Raises:
           KeyError: a feature is missing from ``values``.
           ValueError: a history is longer than ``max_history`` or lengths disagree.
+          TypeError: a string feature holds something other than str or bytes.
         """
         import tensorflow as tf
 
@@ -211,11 +212,18 @@ class FeatureSchema:
             else:
                 v = (v,)
             if f.dtype == STRING:
-                feature[f.name].bytes_list.value.extend(
-                    [x.encode() if isinstance(x, str) else bytes(x) for x in v])
+                feature[f.name].bytes_list.value.extend([_to_bytes(f.name, x) for x in v])
             else:
                 feature[f.name].int64_list.value.extend([int(x) for x in v])
         return example
+
+
+def _to_bytes(name: str, x) -> bytes:
+    if isinstance(x, str):
+        return x.encode()
+    if isinstance(x, bytes):
+        return x
+    raise TypeError(f"Feature {name!r} is a string feature, got {type(x).__name__} {x!r}")
 
 
 def profile_columns(columns: Iterable[str]) -> tuple[str, ...]:

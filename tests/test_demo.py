@@ -9,8 +9,9 @@ from ppm.data.synthetic import __main__ as synthetic_cli
 
 def test_demo_runs_every_stage_and_reuses_outputs(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    assert demo.main(["--run_dir", run_dir, "--scale", "tiny", "--seed", "3",
-                      "--beam_workers", "2"]) == 0
+    args = ["--run_dir", run_dir, "--scale", "tiny", "--seed", "3", "--text_steps", "2",
+            "--image_steps", "3", "--tiny_text"]
+    assert demo.main(args + ["--beam_workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "Dataset synthetic-tiny" in out and "train_large" in out
     assert "Test events on cold items" in out and "item_freq<5" in out
@@ -18,9 +19,18 @@ def test_demo_runs_every_stage_and_reuses_outputs(tmp_path, capsys):
         stats = json.load(f)
     line = next(x for x in out.splitlines() if x.strip().startswith("test "))
     assert f"{stats['windows']['test']['examples']:,}" in line
-    stamp = os.path.getmtime(os.path.join(run_dir, "examples", "stats.json"))
-    assert demo.main(["--run_dir", run_dir, "--scale", "tiny", "--seed", "3"]) == 0
-    assert os.path.getmtime(os.path.join(run_dir, "examples", "stats.json")) == stamp
+    assert "Encoders (held-out query -> item retrieval" in out and "Embedding cache" in out
+    stamps = {p: os.path.getmtime(os.path.join(run_dir, p)) for p in (
+        "examples/stats.json", "encoders/text/saved_model.pb",
+        "encoders/image/saved_model.pb", "embeddings/manifest.json")}
+    assert demo.main(args) == 0  # everything is reused
+    assert {p: os.path.getmtime(os.path.join(run_dir, p)) for p in stamps} == stamps
+    # Another seed is another world: nothing stale is reused.
+    assert demo.main(args[:5] + ["4"] + args[6:]) == 0
+    assert os.path.getmtime(os.path.join(run_dir, "examples/stats.json")) != stamps[
+        "examples/stats.json"]
+    with open(os.path.join(run_dir, "dataset", "dataset.json")) as f:
+        assert json.load(f)["extra"]["seed"] == 4
 
 
 def test_synthetic_cli(tmp_path, capsys):

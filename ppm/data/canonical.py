@@ -93,7 +93,13 @@ LABEL_COLUMNS = ("click", "order", "cart")
 
 
 def arrow_kind(t: pa.DataType) -> str:
-    """The canonical kind of an Arrow type ("string", "int", "float", "binary" or "other")."""
+    """The canonical kind of an Arrow type ("string", "int", "float", "binary" or "other").
+
+    A dictionary-encoded column (what pandas writes for a ``category`` column) has the kind of
+    its values.
+    """
+    if pa.types.is_dictionary(t):
+        t = t.value_type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "string"
     if pa.types.is_integer(t):
@@ -203,6 +209,30 @@ def file_exists(path: str) -> bool:
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.exists(path)
+
+
+def read_parquet(path: str, columns=None):
+    """Reads a Parquet table from a local path, or from a remote one through Beam's filesystems.
+
+    Remote files are read serially from a Python file object: Arrow's threaded reads from such
+    objects can abort the interpreter at exit (apache/arrow#34314).
+    """
+    import pyarrow.parquet as pq
+
+    if not is_remote(path):
+        return pq.read_table(path, columns=columns)
+    with open_file(path) as f:
+        return pq.read_table(f, columns=columns, pre_buffer=False, use_threads=False)
+
+
+def read_parquet_schema(path: str):
+    """The Arrow schema of a Parquet file (local or remote)."""
+    import pyarrow.parquet as pq
+
+    if not is_remote(path):
+        return pq.read_schema(path)
+    with open_file(path) as f:
+        return pq.read_schema(f)
 
 
 def read_meta(dataset_dir: str) -> DatasetMeta:

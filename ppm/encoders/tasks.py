@@ -45,7 +45,11 @@ class _Task(keras.Model):
         return loss / tf.distribute.get_strategy().num_replicas_in_sync
 
     def _apply(self, tape, scaled_loss, variables):
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+        # Embedding lookups give sparse (IndexedSlices) gradients whose row count depends on
+        # each replica's tokens; the all-reduce under MirroredStrategy needs equal shapes.
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                 for g in tape.gradient(scaled_loss, variables)]
+        self.optimizer.apply_gradients(zip(grads, variables))
 
     def _report(self, **values):
         for name, v in values.items():

@@ -13,6 +13,7 @@ evaluated on held-out query pairs (Acc@1, Acc@5; Taobao Eq. 6) and the figures a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -80,6 +81,22 @@ def parse_args(argv=None):
     return args
 
 
+@functools.cache
+def strategy() -> tf.distribute.MirroredStrategy:
+    """One MirroredStrategy per process over the visible devices.
+
+    Reused by every training in the process (``make demo`` trains two encoders): separate
+    MirroredStrategy objects in one process can reuse collective instance keys and then fail
+    with shape mismatches between their all-reduces.
+    """
+    if tf.config.list_logical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    # On CPUs, reduce through one device rather than with collective ops, whose instance keys
+    # can collide with those of other strategies in the same process (tests, notebooks).
+    return tf.distribute.MirroredStrategy(
+        cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
 def build_encoder(args, items):
     """Returns (encoder, preprocessor or None, embed_fn: tf.string [n] -> [n, dim], info)."""
     if args.modality == "text":
@@ -127,7 +144,15 @@ def _pair_dataset(pairs, args, transform, with_negative: bool):
 def build_task(args, encoder, pre, items, train_pairs):
     """Returns (task model, tf.data dataset) for the chosen task."""
     size = getattr(encoder, "image_size", None)
-    transform = pre if pre is not None else (lambda b: image.decode_images(b, size))
+    if pre is not None:
+        # Keras 3 builds a model under a distribution strategy by MEAN-reducing a batch, which
+        # fails on the preprocessor's bool padding mask; BertBackbone takes it as int32 anyway.
+        def transform(s):
+            return {k: tf.cast(v, tf.int32) if v.dtype == tf.bool else v
+                    for k, v in pre(s).items()}
+    else:
+        def transform(b):
+            return image.decode_images(b, size)
     if args.task == "qm":
         return (tasks.QueryMatching(encoder, args.temperature),
                 _pair_dataset(train_pairs, args, transform, with_negative=False))
@@ -152,8 +177,7 @@ def run(args) -> dict:
     items = data.read_items(args.dataset)
     pairs, pair_counts = data.query_pairs(args.dataset, args.modality, items, args.seed)
     train_pairs, eval_pairs = data.split(pairs, args.eval_fraction, args.seed)
-    strategy = tf.distribute.MirroredStrategy()
-    with strategy.scope():
+    with strategy().scope():
         encoder, pre, fn, info = build_encoder(args, items)
         info["projection_init"] = "pca" if init_projection(args, encoder, pre, items) else "random"
         before = evaluate.retrieval_accuracy(fn, eval_pairs)

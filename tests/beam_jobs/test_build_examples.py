@@ -115,6 +115,8 @@ def test_same_time_clicks_are_not_history(tmp_path):
         _event("u1", T0 + 10, "i3", position=2, click=1, request="r0"),  # pretrain
         _event("u1", T0 - 10, "i4", position=0, click=1, request="old"),  # before windows
     ]
+    events += [_event("u2", T0 + 5, "i0"), _event("u2", T0 + 3 * DAY + 5, "i0"),
+               _event("u2", T0 + 2 * DAY + 5, "i1")]
     ds = write_dataset(str(tmp_path / "ds"), events)
     out = str(tmp_path / "out")
     stats = build_examples.run(["--dataset", ds, "--out", out, "--num_shards", "1"])
@@ -122,13 +124,15 @@ def test_same_time_clicks_are_not_history(tmp_path):
     feats, _ = _read_examples(out, "train_large")
     hist = {feats["item_id"][k].decode(): [x.decode() for x in feats["hist_item_id"][k]
                                            if x]
-            for k in range(len(feats["item_id"]))}
+            for k in range(len(feats["item_id"])) if feats["user_id"][k] == b"u1"}
     assert hist == {"i0": ["i3", "i4"], "i1": ["i3", "i4"], "i2": ["i1", "i0", "i3", "i4"]}
     # Recency: 100 s -> bucket 1 ([60 s, 600 s)); a day and 190 s -> bucket 5 ([1 d, 3 d)).
-    k = list(feats["item_id"]).index(b"i2")
+    k = [i for i, (item, user) in enumerate(zip(feats["item_id"], feats["user_id"]))
+         if (item, user) == (b"i2", b"u1")][0]
     assert feats["hist_recency"][k][:3].tolist() == [1, 1, 5]
     assert feats["user_age"][k] == b"25-34"
     assert feats["rank"][k] == 0 and feats["item_freq"][k] == 1
+    assert stats["windows"]["train_small"]["examples"] == 1
 
 
 def test_vocab_counts_from_the_training_window(tiny_world, tiny_examples):
@@ -150,8 +154,15 @@ def test_vocab_counts_from_the_training_window(tiny_world, tiny_examples):
     np.testing.assert_array_equal(feats["item_freq"], expected_freq)
 
 
+def _dead_letters(out):
+    return [json.loads(x) for f in glob.glob(os.path.join(out, "dead_letter", "*.jsonl"))
+            for x in open(f)]
+
+
 def test_malformed_rows_go_to_dead_letter(tmp_path):
     good = [_event("u1", T0 + DAY + 10 * k, f"i{k % 5}", click=k % 2) for k in range(20)]
+    good += [_event("u3", T0 + 10, "i0"), _event("u3", T0 + 3 * DAY + 5, "i0"),
+             _event("u3", T0 + 2 * DAY + 5, "i1")]
     bad = [_event("u2", T0 + DAY, "nope"), _event("u2", T0 + DAY + 1, "i1", click=2),
            _event("u2", T0 + DAY + 2, "i1", click=0, order=1), _event("", T0 + DAY, "i1")]
     ds = write_dataset(str(tmp_path / "ds"), good + bad)
@@ -160,15 +171,77 @@ def test_malformed_rows_go_to_dead_letter(tmp_path):
     assert stats["dead_letter"] == 4
     assert stats["dead_letter_by_reason"] == {"unknown item_id": 1, "click not in {0, 1}": 1,
                                               "order without click": 1, "missing user_id": 1}
-    lines = [json.loads(x) for f in glob.glob(os.path.join(out, "dead_letter", "*.jsonl"))
-             for x in open(f)]
+    lines = _dead_letters(out)
     assert sorted(r["reason"] for r in lines) == sorted(stats["dead_letter_by_reason"])
     assert {r["row"]["item_id"] for r in lines} == {"nope", "i1"}
-    assert stats["windows"]["train_large"]["examples"] == 20
+    assert {r["kind"] for r in lines} == {"event"}
+    assert stats["windows"]["train_large"]["examples"] == 21
 
-    with pytest.raises(build_examples.BadDataError, match="4 of 24 events"):
+    with pytest.raises(build_examples.BadDataError, match="4 of 27 events"):
         build_examples.run(["--dataset", ds, "--out", out, "--overwrite"])
     assert not os.path.exists(os.path.join(out, "stats.json"))
+    assert not os.path.exists(os.path.join(out, "train_large"))  # no half-valid output
+    assert len(_dead_letters(out)) == 4  # kept for inspection
+
+
+def test_wrongly_typed_values_are_dead_letters_not_crashes(tmp_path):
+    """Values that the schema check cannot see (NaN in a float ts column) are row problems."""
+    events = [_event("u1", T0 + DAY + 10 * k, f"i{k % 5}", click=1) for k in range(8)]
+    events += [_event("u1", T0 + 5, "i0"), _event("u1", T0 + 3 * DAY + 1, "i1"),
+               _event("u1", T0 + 2 * DAY + 1, "i2")]
+    ds = write_dataset(str(tmp_path / "ds"), events)
+    path = os.path.join(ds, canonical.EVENTS_FILE)
+    table = pq.read_table(path)
+    ts = [float(x) for x in table.column("ts").to_pylist()]
+    ts[3] = float("nan")
+    table = table.set_column(table.schema.get_field_index("ts"), "ts", pa.array(ts))
+    pq.write_table(table, path)
+    with pytest.raises(Exception, match="ts"):  # a float ts column is refused up front
+        build_examples.run(["--dataset", ds, "--out", str(tmp_path / "o1")])
+    problem = build_examples.event_problem(
+        {"request_id": "r", "user_id": "u", "item_id": "i0", "ts": float("nan"),
+         "position": 0, "rank": None, "click": 1, "order": 0, "cart": 0},
+        {"i0": ("s", "b", "c")}, {})
+    assert problem == "ts is not an integer"
+    assert build_examples.event_problem(
+        {"request_id": "r", "user_id": "u", "item_id": "i0", "ts": 5, "position": "3",
+         "rank": None, "click": 1, "order": 0, "cart": 0}, {"i0": ("s", "b", "c")},
+        {}) == "position is not an integer >= 0"
+    assert build_examples.event_problem(
+        {"request_id": "r", "user_id": "u", "item_id": "i0", "ts": 5, "position": 1,
+         "rank": None, "click": True, "order": 0, "cart": 0}, {"i0": ("s", "b", "c")},
+        {}) == "click not in {0, 1}"
+
+
+def test_duplicate_items_are_dead_letters(tmp_path):
+    events = [_event("u1", T0 + DAY + 10 * k, f"i{k % 4}", click=1) for k in range(8)]
+    events += [_event("u1", T0 + 5, "i0"), _event("u1", T0 + 3 * DAY + 1, "i1"),
+               _event("u1", T0 + 2 * DAY + 1, "i2")]
+    ds = write_dataset(str(tmp_path / "ds"), events)
+    path = os.path.join(ds, canonical.ITEMS_FILE)
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table.slice(3, 1)]), path)  # i3 twice
+    out = str(tmp_path / "out")
+    stats = build_examples.run(["--dataset", ds, "--out", out, "--max_bad_fraction", "0.5"])
+    assert stats["dead_letter_items"] == 2
+    assert stats["dead_letter_by_reason"] == {"item_id duplicated in items.parquet": 2}
+    kinds = sorted((r["kind"], r["reason"]) for r in _dead_letters(out))
+    assert kinds == [("event", "item_id duplicated in items.parquet")] * 2 + [
+        ("item", "item_id duplicated (2 rows)")] * 2
+
+
+def test_empty_window_fails_and_profile_types_are_checked(tmp_path):
+    events = [_event("u1", T0 + DAY + 10 * k, f"i{k % 4}", click=1) for k in range(8)]
+    ds = write_dataset(str(tmp_path / "ds"), events)  # nothing in pretrain or test
+    with pytest.raises(build_examples.BadDataError, match="no examples in the time windows"):
+        build_examples.run(["--dataset", ds, "--out", str(tmp_path / "out")])
+    path = os.path.join(ds, canonical.EVENTS_FILE)
+    table = pq.read_table(path)
+    table = table.set_column(table.schema.get_field_index("user_age"), "user_age",
+                             pa.array([30] * table.num_rows))
+    pq.write_table(table, path)
+    with pytest.raises(Exception, match="user_age"):
+        build_examples.run(["--dataset", ds, "--out", str(tmp_path / "out2")])
 
 
 def test_refuses_to_mix_old_and_new_outputs(tmp_path, tiny_examples):

@@ -105,10 +105,13 @@ def _event_table(world: World, ev: dict) -> pa.Table:
         "user_power": np.array(POWER, object)[u["power"][user]],
         "true_p_click": ev["true_p_click"], "true_p_order": ev["true_p_order"],
         "true_p_cart": ev["true_p_cart"],
+        # 1 for exploration traffic, shown in random order rather than by the ranker.
+        "true_explore": ev["explore"].astype(np.int64),
     }
     extra = {k: pa.string() for k in ("user_gender", "user_age", "user_city_tier",
                                         "user_power")}
     extra.update({k: pa.float64() for k in ("true_p_click", "true_p_order", "true_p_cart")})
+    extra["true_explore"] = pa.int64()
     return pa.table(cols, schema=canonical.arrow_schema(canonical.EVENT_COLUMNS, extra))
 
 

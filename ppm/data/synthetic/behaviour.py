@@ -177,6 +177,7 @@ def simulate_day(world: World, retrieval: _Retrieval, day_start: int, n_requests
         "click": click.astype(np.int64), "order": order.astype(np.int64),
         "cart": cart.astype(np.int64), "true_p_click": p_click,
         "true_p_order": p_click * p_order_c, "true_p_cart": p_click * p_cart_c,
+        "explore": np.broadcast_to(explore[:, None], cand.shape)[valid],
     }
 
 
