@@ -485,8 +485,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
         _delete(args.out, EXAMPLE_OUTPUTS)
         raise BadDataError("; ".join(problems) + f". Rows in {args.out}/dead_letter/; the "
                            "example folders were deleted.")
-    with canonical.open_file(os.path.join(args.out, "stats.json"), "wb") as f:
-        f.write((json.dumps(stats, indent=2) + "\n").encode())
+    canonical.write_json(os.path.join(args.out, "stats.json"), stats)
     logging.info("Examples written to %s: %s", args.out, json.dumps(stats["windows"]))
     return stats
 

@@ -369,8 +369,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
         "job_seconds": seconds,
         "inference": {m: _inference_summary(inference[m]) for m in MODALITIES},
     }
-    with canonical.open_file(os.path.join(args.out, cache.MANIFEST_FILE), "wb") as f:
-        f.write((json.dumps(manifest, indent=2) + "\n").encode())
+    canonical.write_json(os.path.join(args.out, cache.MANIFEST_FILE), manifest)
     logging.info("Embedding cache written to %s: %s", args.out, json.dumps(manifest["counts"]))
     return manifest
 

@@ -211,6 +211,12 @@ def file_exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
+def write_json(path: str, obj) -> None:
+    """Writes ``obj`` as indented JSON to a local or remote path."""
+    with open_file(path, "wb") as f:
+        f.write((json.dumps(obj, indent=2) + "\n").encode())
+
+
 def read_parquet(path: str, columns=None):
     """Reads a Parquet table from a local path, or from a remote one through Beam's filesystems.
 
