@@ -58,6 +58,7 @@ def fingerprint(path: str) -> str:
 def load(path: str):
     """Loads an exported encoder. Returns ``(fn, info)``; ``fn(tf.string [n]) -> [n, dim]``."""
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the WordPiece ops of text encoders)
 
     info = read_info(path)
     loaded = tf.saved_model.load(path)

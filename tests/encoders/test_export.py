@@ -57,3 +57,24 @@ def test_encoder_json_is_json(tiny_text, tmp_path):
     path = export.export_text(*tiny_text, str(tmp_path / "t"), {"eval": {"acc@1": 0.5}})
     with open(os.path.join(path, contract.INFO_FILE)) as f:
         assert json.load(f)["eval"] == {"acc@1": 0.5}
+
+
+def test_text_export_loads_in_a_plain_tensorflow_process(tiny_text, tmp_path):
+    """Readers (Beam workers, benchmarks) load encoders without keras-hub: the tokenizer's
+    tensorflow-text ops must still be registered."""
+    import subprocess
+    import sys
+
+    pre, enc = tiny_text
+    path = export.export_text(pre, enc, str(tmp_path / "text"))
+    expected = enc(pre(tf.constant(["red cotton sneakers"]))).numpy()
+    code = ("import sys, numpy as np\n"
+            "from ppm.encoders import contract\n"
+            f"fn, _ = contract.load({path!r})\n"
+            "assert 'keras_hub' not in sys.modules\n"
+            "np.save(sys.argv[1], fn(['red cotton sneakers']).numpy())\n")
+    out = str(tmp_path / "out.npy")
+    proc = subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
