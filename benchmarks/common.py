@@ -31,3 +31,11 @@ def write_result(path: str, result: dict) -> None:
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
+
+
+def best(runs: list[dict], key: str, higher_is_better: bool) -> dict:
+    """The best of repeated measurements, with every run's ``key`` under ``all_<key>``."""
+    pick = max if higher_is_better else min
+    out = dict(pick(runs, key=lambda r: r[key]))
+    out[f"all_{key}"] = [r[key] for r in runs]
+    return out

@@ -100,13 +100,6 @@ def measure(files: str, schema: features.FeatureSchema, batch_size: int, batches
             "examples_per_s": n / seconds, "batches_per_s": batches / seconds}
 
 
-def best(runs: list[dict]) -> dict:
-    """The fastest of several measurements of one batch size, with every run's examples/s."""
-    out = dict(max(runs, key=lambda m: m["examples_per_s"]))
-    out["all_examples_per_s"] = [m["examples_per_s"] for m in runs]
-    return out
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure tf.data examples/s of ppm.data.pipeline.make_dataset at global "
@@ -181,10 +174,10 @@ def main(argv=None) -> int:
                 print(f"  round {r} batch {bs:>6}: {m['examples_per_s']:>10,.0f} examples/s, "
                       f"{m['batches_per_s']:6.2f} batches/s ({m['batches']} batches in "
                       f"{m['seconds']:.2f} s; warm-up {m['warmup_seconds']:.2f} s)", flush=True)
-        main_run = best(runs[args.batch_size])
+        main_run = common.best(runs[args.batch_size], "examples_per_s", True)
         compare = None
         if args.compare_batch_size:
-            compare = best(runs[args.compare_batch_size])
+            compare = common.best(runs[args.compare_batch_size], "examples_per_s", True)
             compare["examples_per_s_ratio_to_main"] = (compare["examples_per_s"]
                                                        / main_run["examples_per_s"])
     finally:

@@ -99,13 +99,6 @@ def hot_spots(prof: cProfile.Profile, top: int) -> dict:
     return texts
 
 
-def best(runs: list[dict]) -> dict:
-    """The fastest run, with every run's seconds."""
-    out = dict(min(runs, key=lambda r: r["seconds"]))
-    out["all_seconds"] = [r["seconds"] for r in runs]
-    return out
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure the synthetic generator's events/s: the vectorised simulation "
@@ -132,12 +125,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     print(f"Synthetic generator benchmark: scale={args.scale} seed={args.seed} "
           f"repeats={args.repeats}", flush=True)
-    sim = best([time_simulation(args.scale, args.seed) for _ in range(args.repeats)])
+    sim = common.best([time_simulation(args.scale, args.seed) for _ in range(args.repeats)],
+                      "seconds", False)
     print(f"(a) simulation   {sim['events']:>10,} events in {sim['seconds']:7.2f} s "
           f"= {sim['events_per_s']:>10,.0f} events/s  (build_world "
           f"{sim['build_world_seconds']:.2f} s, simulate {sim['simulate_seconds']:.2f} s)",
           flush=True)
-    full = best([time_generate(args.scale, args.seed) for _ in range(args.repeats)])
+    full = common.best([time_generate(args.scale, args.seed) for _ in range(args.repeats)],
+                       "seconds", False)
     print(f"(b) generate()   {full['events']:>10,} events in {full['seconds']:7.2f} s "
           f"= {full['events_per_s']:>10,.0f} events/s", flush=True)
     if sim["events"] != full["events"]:
