@@ -11,9 +11,9 @@ was made from the same inputs is skipped (``--rebuild`` redoes everything):
 4. ``python -m ppm.encoders.train``: fine-tune briefly and export the text encoder
    (all-MiniLM-L6-v2, query matching) and the image encoder (small ResNet, entity prediction);
 5. ``python -m beam_jobs.embed_items``: cache the title and image embeddings of every item;
-6. print a summary: counts per window, CTR, share of test events on cold items, encoders.
-
-Later stages (PPM pre-training, URM training, export, serving) join this demo as they land.
+6. print a summary: counts per window, CTR, share of test events on cold items, encoders;
+7. ``python -m ppm.train``: pre-train PPM on the pretrain window, train URM (PPM fine-tuned)
+   on train_large, evaluate it on the test day and print the metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 
 from ppm.data import canonical, validate
@@ -85,8 +86,12 @@ def build_encoders(dataset: str, run_dir: str, text_steps: int, image_steps: int
     return paths
 
 
-def build_cache(dataset: str, encoders: dict, out: str, rebuild: bool) -> None:
-    """Stage 5: the embedding cache, unless present for these very encoders."""
+def build_cache(dataset: str, encoders: dict, out: str, rebuild: bool) -> bool:
+    """Stage 5: the embedding cache, unless present for these very encoders.
+
+    Returns:
+      Whether the cache was (re)built.
+    """
     from ppm.data import cache
     from ppm.encoders import contract
 
@@ -98,12 +103,13 @@ def build_cache(dataset: str, encoders: dict, out: str, rebuild: bool) -> None:
         current = False
     if current and not rebuild:
         logger.info("[5/5] Using the existing embedding cache in %s", out)
-        return
+        return False
     logger.info("[5/5] Caching title and image embeddings with Beam into %s", out)
     from beam_jobs import embed_items  # noqa: PLC0415
 
     embed_items.run(["--dataset", dataset, "--text_model", encoders["text"], "--image_model",
                      encoders["image"], "--out", out, "--overwrite"])
+    return True
 
 
 def encoder_summary(encoders: dict, embeddings: str) -> str:
@@ -135,6 +141,64 @@ def _examples_match(dataset: str, examples: str) -> bool:
                                                                           meta.counts)
 
 
+def prepare(run_dir: str = "runs/demo", scale: str = "demo", seed: int = 0,
+            beam_workers: int = os.cpu_count() or 1, text_steps: int = 60,
+            image_steps: int = 150, tiny_text: bool = False, rebuild: bool = False) -> dict:
+    """Stages 1-5 (world, validation, examples, encoders, cache), each skipped when current.
+
+    When the cache is rebuilt (new world or new encoders), earlier training runs under ``<run_dir>/train`` are
+    deleted: they were trained on other data and would otherwise be resumed.
+
+    Returns:
+      ``{"dataset", "examples", "encoders", "embeddings"}`` paths.
+    """
+    dataset = os.path.join(run_dir, "dataset")
+    examples = os.path.join(run_dir, "examples")
+
+    from ppm.data import synthetic  # noqa: PLC0415 - heavy, only when needed
+
+    wanted = {"scale": scale, "seed": seed}
+    existing = None
+    if os.path.exists(os.path.join(dataset, canonical.DATASET_FILE)):
+        extra = canonical.read_meta(dataset).extra
+        existing = {k: extra.get(k) for k in wanted}
+    generated = rebuild or existing != wanted
+    if generated:
+        if existing is not None:
+            logger.info("%s holds the world %s, not %s: regenerating", dataset, existing,
+                        wanted)
+        logger.info("[1/5] Generating the synthetic world (%s) in %s", scale, dataset)
+        synthetic.generate(dataset, scale, seed, progress=True)
+    else:
+        logger.info("[1/5] Using the existing world in %s", dataset)
+    logger.info("[2/5] Validating %s", dataset)
+    report = validate.check_dataset(dataset)
+    for w in report.warnings:
+        logger.warning("%s", w)
+    if generated or not _examples_match(dataset, examples):
+        logger.info("[3/5] Building examples with Beam into %s", examples)
+        from beam_jobs import build_examples  # noqa: PLC0415
+
+        beam_flags = []
+        if beam_workers > 1:
+            beam_flags = ["--direct_num_workers", str(beam_workers),
+                          "--direct_running_mode", "multi_processing"]
+        build_examples.run(["--dataset", dataset, "--out", examples, "--num_shards", "4",
+                            "--overwrite"] + beam_flags)
+    else:
+        logger.info("[3/5] Using the existing examples in %s", examples)
+    encoders = build_encoders(dataset, run_dir, text_steps, image_steps,
+                              rebuild or generated, tiny_text)
+    embeddings = os.path.join(run_dir, "embeddings")
+    if build_cache(dataset, encoders, embeddings, rebuild or generated):
+        train_dir = os.path.join(run_dir, "train")
+        if os.path.isdir(train_dir):
+            logger.info("Deleting %s: its runs were trained on the previous data", train_dir)
+            shutil.rmtree(train_dir)
+    return {"dataset": dataset, "examples": examples, "encoders": encoders,
+            "embeddings": embeddings}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ppm.demo",
@@ -157,51 +221,23 @@ def main(argv=None) -> int:
                         help="A tiny random BERT instead of all-MiniLM-L6-v2 (fast smoke runs).")
     parser.add_argument("--rebuild", action="store_true",
                         help="Regenerate the world and rebuild the examples even if present.")
+    parser.add_argument("--preset", default="demo", choices=["demo", "tiny"],
+                        help="Training preset of stages 6-7 (tiny: a smoke run).")
+    parser.add_argument("--skip_training", action="store_true",
+                        help="Stop after the embedding cache (stages 1-5).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # keep the stage lines readable
-    dataset = os.path.join(args.run_dir, "dataset")
-    examples = os.path.join(args.run_dir, "examples")
+    paths = prepare(args.run_dir, args.scale, args.seed, args.beam_workers, args.text_steps,
+                    args.image_steps, args.tiny_text, args.rebuild)
+    print(summary(paths["dataset"], paths["examples"]))
+    print(encoder_summary(paths["encoders"], paths["embeddings"]))
+    if args.skip_training:
+        return 0
+    from ppm import train  # noqa: PLC0415 - heavy
 
-    from ppm.data import synthetic  # noqa: PLC0415 - heavy, only when needed
-
-    wanted = {"scale": args.scale, "seed": args.seed}
-    existing = None
-    if os.path.exists(os.path.join(dataset, canonical.DATASET_FILE)):
-        extra = canonical.read_meta(dataset).extra
-        existing = {k: extra.get(k) for k in wanted}
-    generated = args.rebuild or existing != wanted
-    if generated:
-        if existing is not None:
-            logger.info("%s holds the world %s, not %s: regenerating", dataset, existing,
-                        wanted)
-        logger.info("[1/5] Generating the synthetic world (%s) in %s", args.scale, dataset)
-        synthetic.generate(dataset, args.scale, args.seed, progress=True)
-    else:
-        logger.info("[1/5] Using the existing world in %s", dataset)
-    logger.info("[2/5] Validating %s", dataset)
-    report = validate.check_dataset(dataset)
-    for w in report.warnings:
-        logger.warning("%s", w)
-    if generated or not _examples_match(dataset, examples):
-        logger.info("[3/5] Building examples with Beam into %s", examples)
-        from beam_jobs import build_examples  # noqa: PLC0415
-
-        beam_flags = []
-        if args.beam_workers > 1:
-            beam_flags = ["--direct_num_workers", str(args.beam_workers),
-                          "--direct_running_mode", "multi_processing"]
-        build_examples.run(["--dataset", dataset, "--out", examples, "--num_shards", "4",
-                            "--overwrite"] + beam_flags)
-    else:
-        logger.info("[3/5] Using the existing examples in %s", examples)
-    encoders = build_encoders(dataset, args.run_dir, args.text_steps, args.image_steps,
-                              args.rebuild or generated, args.tiny_text)
-    embeddings = os.path.join(args.run_dir, "embeddings")
-    build_cache(dataset, encoders, embeddings, args.rebuild or generated)
-    print(summary(dataset, examples))
-    print(encoder_summary(encoders, embeddings))
-    return 0
+    return train.main(["--experiment", "urm", "--preset", args.preset, "--run_root",
+                       args.run_dir, "--skip_prepare"])
 
 
 if __name__ == "__main__":

@@ -45,3 +45,42 @@ def copy_dataset(src: str, dst: str) -> str:
 
     shutil.copytree(src, dst, dirs_exist_ok=True)
     return os.fspath(dst)
+
+
+CACHE_DIM = 4
+
+
+def write_fake_cache(dataset: str, out: str, dim: int = CACHE_DIM, seed: int = 0) -> str:
+    """An embedding cache of every item of ``dataset`` with random vectors (no encoder).
+
+    Items whose index is divisible by 7 have no title, by 11 no image (zero vectors, flag 0),
+    as ``beam_jobs.embed_items`` writes them.
+    """
+    import numpy as np
+
+    from ppm.data import cache, canonical
+
+    items = canonical.read_parquet(os.path.join(dataset, "items.parquet"),
+                                   columns=["item_id"])
+    ids = items["item_id"].to_pylist()
+    rng = np.random.default_rng(seed)
+    os.makedirs(out, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(out, "part-00000-of-00001.tfrecord")) as w:
+        for i, item_id in enumerate(ids):
+            has_title, has_image = i % 7 != 0, i % 11 != 0
+            title = rng.normal(size=dim) * has_title
+            image = rng.normal(size=dim) * has_image
+            w.write(cache.make_example(item_id, title, image, has_title,
+                                       has_image).SerializeToString())
+    manifest = {"format": cache.FORMAT, "format_version": cache.FORMAT_VERSION, "dim": dim,
+                "counts": {"items": len(ids)},
+                "text_encoder": {"fingerprint": f"fake-text-{seed}"},
+                "image_encoder": {"fingerprint": f"fake-image-{seed}"}}
+    canonical.write_json(os.path.join(out, cache.MANIFEST_FILE), manifest)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tiny_world, tmp_path_factory):
+    """A fake embedding cache (dim 4) of every item of :func:`tiny_world`."""
+    return write_fake_cache(tiny_world, str(tmp_path_factory.mktemp("tiny_cache")))

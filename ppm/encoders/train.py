@@ -13,7 +13,6 @@ evaluated on held-out query pairs (Acc@1, Acc@5; Taobao Eq. 6) and the figures a
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -81,20 +80,11 @@ def parse_args(argv=None):
     return args
 
 
-@functools.cache
 def strategy() -> tf.distribute.MirroredStrategy:
-    """One MirroredStrategy per process over the visible devices.
+    """The process's MirroredStrategy (:func:`ppm.distribute.strategy`)."""
+    from ppm import distribute
 
-    Reused by every training in the process (``make demo`` trains two encoders): separate
-    MirroredStrategy objects in one process can reuse collective instance keys and then fail
-    with shape mismatches between their all-reduces.
-    """
-    if tf.config.list_logical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    # On CPUs, reduce through one device rather than with collective ops, whose instance keys
-    # can collide with those of other strategies in the same process (tests, notebooks).
-    return tf.distribute.MirroredStrategy(
-        cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return distribute.strategy("mirrored")
 
 
 def build_encoder(args, items):

@@ -1,0 +1,12 @@
+"""Experiment configs: typed dataclasses registered by name (tf-models-official machinery).
+
+``get_config("urm", "demo")`` returns the registered ``demo_urm`` config; a YAML file or a
+``--params_override`` string changes any field (see :func:`ppm.configs.experiments.resolve`).
+"""
+
+from ppm.configs.definitions import (DataConfig, ExperimentConfig, ModelConfig, RuntimeConfig,
+                                     TrainerConfig, TransformerConfig)
+from ppm.configs.experiments import EXPERIMENTS, PRESETS, get_config, resolve
+
+__all__ = ["DataConfig", "ExperimentConfig", "ModelConfig", "RuntimeConfig", "TrainerConfig",
+           "TransformerConfig", "EXPERIMENTS", "PRESETS", "get_config", "resolve"]

@@ -1,0 +1,120 @@
+"""Registered experiments and presets.
+
+An experiment is a model choice (``ppm_pretrain``, ``urm`` and its plug-in modes and
+ablations); a preset sizes it: ``paper`` carries PPM §4.2.3 (MirroredStrategy, global batch
+20000, Adam 4e-4 -> 1e-4, N(0, 0.01) initialisation, 64-d id and modal embeddings, 2 layers,
+4 heads), ``demo`` fits a 2-core CPU in minutes, ``tiny`` is for tests and smoke runs. Each is
+registered with ``official.core.exp_factory`` as ``<preset>_<experiment>`` (e.g.
+``paper_urm``). Presets derive from one another, so no config is copied.
+"""
+
+from __future__ import annotations
+
+from official.core import exp_factory
+from official.modeling import hyperparams
+
+from ppm.configs.definitions import ExperimentConfig
+
+# experiment -> (model.name, model.ppm_init, data.train_window)
+EXPERIMENTS = {
+    "ppm_pretrain": ("ppm", "random", "pretrain"),
+    "urm": ("urm", "finetune", "train_large"),
+    "urm_ppm_frozen": ("urm", "frozen", "train_large"),
+    "urm_ppm_random": ("urm", "random", "train_large"),
+    "urm_wo_ppm": ("urm_wo_ppm", "random", "train_large"),
+    "base": ("base", "random", "train_large"),
+}
+PRESETS = ("paper", "demo", "tiny")
+
+
+def paper() -> ExperimentConfig:
+    """PPM §4.2.3."""
+    return ExperimentConfig()
+
+
+def demo() -> ExperimentConfig:
+    """Sized for the demo world on a 2-core CPU (minutes, not hours)."""
+    c = paper()
+    c.override({
+        "data": {"global_batch_size": 512, "max_history": 20, "shuffle_buffer": 20_000},
+        "model": {"id_dim": 16, "transformer": {"num_layers": 1, "intermediate_size": 64},
+                  "head_units": [64, 32], "expert_units": [64], "tower_units": [32],
+                  "num_experts": 3},
+        "trainer": {"train_steps": 600, "checkpoint_interval": 100,
+                    "learning_rate": 2e-3, "end_learning_rate": 5e-4},
+    })
+    return c
+
+
+def tiny() -> ExperimentConfig:
+    """For tests: a handful of steps on a tiny world."""
+    c = demo()
+    c.override({
+        "data": {"global_batch_size": 64, "max_history": 0, "shuffle_buffer": 1000},
+        "model": {"id_dim": 8, "profile_dim": 4, "profile_hash_bins": 16,
+                  "transformer": {"num_heads": 2, "intermediate_size": 16, "dropout": 0.0},
+                  "head_units": [16, 8], "expert_units": [16], "tower_units": [8],
+                  "num_experts": 2},
+        "trainer": {"train_steps": 4, "checkpoint_interval": 2, "eval_batch_size": 256},
+    })
+    return c
+
+
+_PRESET_FACTORIES = {"paper": paper, "demo": demo, "tiny": tiny}
+
+
+def _factory(experiment: str, preset: str):
+    def make() -> ExperimentConfig:
+        c = _PRESET_FACTORIES[preset]()
+        name, ppm_init, window = EXPERIMENTS[experiment]
+        overrides = {"model": {"name": name, "ppm_init": ppm_init},
+                     "data": {"train_window": window}}
+        if name == "ppm":
+            overrides["model"].update(tasks=["click"])
+        c.override(overrides)
+        return c
+    return make
+
+
+for _experiment in EXPERIMENTS:
+    for _preset in PRESETS:
+        exp_factory.register_config_factory(f"{_preset}_{_experiment}")(
+            _factory(_experiment, _preset))
+
+
+def get_config(experiment: str, preset: str = "demo") -> ExperimentConfig:
+    """The registered config ``<preset>_<experiment>`` (or ``experiment`` if already full).
+
+    Raises:
+      ValueError: unknown experiment or preset.
+    """
+    name = experiment if experiment.split("_", 1)[0] in PRESETS else f"{preset}_{experiment}"
+    prefix, _, base = name.partition("_")
+    if prefix not in PRESETS or base not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r} (preset {preset!r}); experiments: "
+                         f"{sorted(EXPERIMENTS)}, presets: {list(PRESETS)}")
+    return exp_factory.get_exp_config(name)
+
+
+def resolve(experiment: str, preset: str = "demo", config_files=(),
+            params_override: str = "", validate: bool = True) -> ExperimentConfig:
+    """A registered config with YAML files, then ``params_override``, applied; validated.
+
+    Args:
+      experiment: e.g. ``urm`` or ``paper_urm``.
+      preset: ``paper``, ``demo`` or ``tiny`` (ignored if ``experiment`` names one).
+      config_files: YAML files, applied in order.
+      params_override: ``"a.b=1,c.d=x"``, or a YAML/JSON string.
+      validate: check that the config can be trained.
+
+    Raises:
+      ValueError: unknown names or fields, or a config that cannot be trained.
+    """
+    c = get_config(experiment, preset)
+    for path in config_files or ():
+        c = hyperparams.override_params_dict(c, path, is_strict=True)
+    if params_override:
+        c = hyperparams.override_params_dict(c, params_override, is_strict=True)
+    if validate:
+        c.validate()
+    return c

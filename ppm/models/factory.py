@@ -1,0 +1,162 @@
+"""Builds PPM, URM and the Table 3 ablations from an experiment config.
+
+A run folder is self-contained: training copies the vocabularies it used into
+``<model_dir>/vocab/`` and records the embedding cache's identity (dimension, encoder
+fingerprints) in ``<model_dir>/cache.json``, so evaluation, export and warm starts rebuild
+exactly the model that was trained, and refuse a cache built by other encoders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from ppm import features
+from ppm.data import cache as cache_lib
+from ppm.layers import BehaviorTransformer, CachedItemEmbedding, MMoE
+from ppm.models.modules import ItemIdEmbedding, ModalItemEmbedding, SequenceModule
+from ppm.models.ppm import PPM
+from ppm.models.ranking import RankingModel
+from ppm.models.urm import URM
+
+VOCAB_DIR = "vocab"
+CACHE_FILE = "cache.json"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModelInputs:
+    """What a model is built from besides its config.
+
+    Attributes:
+      schema: the examples' feature schema (profile features, max_history).
+      vocabularies: ``{id field: ids}`` (most frequent first).
+      cache: the embedding cache, or None for models without modal features.
+    """
+
+    schema: features.FeatureSchema
+    vocabularies: dict
+    cache: cache_lib.EmbeddingCache | None
+
+
+def uses_cache(config) -> bool:
+    return config.model.name in ("ppm", "urm", "base")
+
+
+def read_vocabulary(path: str) -> list[str]:
+    """Ids of a ``vocab/<field>.tsv`` file (``id<TAB>count`` lines)."""
+    with tf.io.gfile.GFile(path) as f:
+        ids = [line.split("\t", 1)[0] for line in f.read().splitlines() if line]
+    if "" in ids:
+        raise ValueError(f"{path} holds an empty id")
+    return ids
+
+
+def read_vocabularies(folder: str) -> dict:
+    out = {}
+    for field in features.ID_FIELDS:
+        path = os.path.join(folder, f"{field}.tsv")
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"{path} is missing (written by beam_jobs.build_examples)")
+        out[field] = read_vocabulary(path)
+    return out
+
+
+def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
+    """Reads schema, vocabularies and cache for ``config``.
+
+    Vocabularies come from ``run_dir/vocab`` when the run has them (a trained model), else from
+    the examples folder; the cache must match the run's recorded identity.
+
+    Raises:
+      FileNotFoundError: missing inputs.
+      ppm.data.cache.CacheMismatchError: the cache is not the one the run was trained with.
+    """
+    examples = config.data.examples
+    schema = features.FeatureSchema.load(os.path.join(examples, features.SCHEMA_FILE))
+    vocab_dir = os.path.join(examples, VOCAB_DIR)
+    expected = None
+    if run_dir and tf.io.gfile.exists(os.path.join(run_dir, VOCAB_DIR)):
+        vocab_dir = os.path.join(run_dir, VOCAB_DIR)
+    if run_dir and tf.io.gfile.exists(os.path.join(run_dir, CACHE_FILE)):
+        with tf.io.gfile.GFile(os.path.join(run_dir, CACHE_FILE)) as f:
+            expected = json.load(f)
+    cache = (cache_lib.load_cache(config.data.embeddings, expected_manifest=expected)
+             if uses_cache(config) else None)
+    return ModelInputs(schema, read_vocabularies(vocab_dir), cache)
+
+
+def record_inputs(inputs: ModelInputs, config, run_dir: str) -> None:
+    """Copies the vocabularies and the cache identity into the run folder."""
+    src = os.path.join(config.data.examples, VOCAB_DIR)
+    dst = os.path.join(run_dir, VOCAB_DIR)
+    tf.io.gfile.makedirs(dst)
+    for field in features.ID_FIELDS:
+        tf.io.gfile.copy(os.path.join(src, f"{field}.tsv"), os.path.join(dst, f"{field}.tsv"),
+                         overwrite=True)
+    if inputs.cache is not None:
+        with tf.io.gfile.GFile(os.path.join(run_dir, CACHE_FILE), "w") as f:
+            json.dump(cache_lib.identity(inputs.cache.manifest), f, indent=2)
+
+
+def _transformer(config, name: str) -> BehaviorTransformer:
+    t = config.model.transformer
+    return BehaviorTransformer(
+        num_layers=t.num_layers, num_heads=t.num_heads, intermediate_size=t.intermediate_size,
+        dropout=t.dropout, num_positions=t.num_positions,
+        init_stddev=config.model.init_stddev, name=name)
+
+
+def ppm_module(config, inputs: ModelInputs) -> SequenceModule:
+    """The PPM module (§3.2.2): cached modal items + Behavior-Transformer."""
+    m = config.model
+    modal = ModalItemEmbedding(CachedItemEmbedding.from_cache(inputs.cache, name="cache"),
+                               init_stddev=m.init_stddev, name="modal_items")
+    return SequenceModule([modal], _transformer(config, "transformer"),
+                          max_history=config.data.max_history, name="ppm")
+
+
+def build_model(config, inputs: ModelInputs) -> RankingModel:
+    """The model of ``config.model.name`` (not yet built: call it on a batch or build it).
+
+    Raises:
+      ValueError: the config does not fit the inputs (e.g. no cache for a modal model).
+    """
+    m = config.model
+    if uses_cache(config) and inputs.cache is None:
+        raise ValueError(f"model {m.name!r} needs the embedding cache")
+    batch = config.data.global_batch_size
+    if m.name == "ppm":
+        return PPM(ppm_module(config, inputs), head_units=m.head_units, dropout=m.dropout,
+                   init_stddev=m.init_stddev, global_batch_size=batch, name="ppm_model")
+    ids = ItemIdEmbedding(inputs.vocabularies, m.id_dim, init_stddev=m.init_stddev,
+                          name="id_items")
+    embedders = [ids]
+    if m.name == "base":
+        embedders.append(ModalItemEmbedding(
+            CachedItemEmbedding.from_cache(inputs.cache, name="cache"),
+            init_stddev=m.init_stddev, name="modal_items"))
+    idsm = SequenceModule(embedders, _transformer(config, "transformer"),
+                          max_history=config.data.max_history, name="idsm")
+    ppm = ppm_module(config, inputs) if m.name == "urm" else None
+    weights = config.task_weights()
+    mmoe = MMoE(list(weights), num_experts=m.num_experts, expert_units=m.expert_units,
+                tower_units=m.tower_units, dropout=m.dropout, init_stddev=m.init_stddev,
+                name="mmoe")
+    return URM(idsm, ppm, mmoe, weights, profile_features=inputs.schema.profile_features,
+               profile_hash_bins=m.profile_hash_bins, profile_dim=m.profile_dim,
+               init_stddev=m.init_stddev, global_batch_size=batch, name=m.name)
+
+
+def dummy_features(schema: features.FeatureSchema, batch: int = 2) -> dict:
+    """A batch of padding-valued model inputs, to build a model's variables."""
+    out = {}
+    for f in schema.by_role(features.TARGET, features.HISTORY, features.CONTEXT,
+                            features.PROFILE):
+        shape = [batch, schema.max_history] if f.sequence else [batch]
+        dtype = tf.string if f.dtype == features.STRING else tf.int64
+        out[f.name] = tf.constant(np.full(shape, f.default), dtype=dtype)
+    return out

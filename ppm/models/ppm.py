@@ -1,0 +1,46 @@
+"""PPM: the ID-free pre-trained CTR model (PPM §3.1).
+
+History and target items are cached ``[E_title | E_image]`` vectors (Eq. 8); the
+Behavior-Transformer encodes them (Eq. 3-5); ``[user | target]`` goes through the CTR
+prediction layer, fully connected layers and a sigmoid unit (§3.1.3), trained with
+cross-entropy on click (Eq. 6). No ID embedding anywhere: the model transfers to items it
+never saw, and its ``ppm`` module is what URM plugs in (§3.2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from ppm.layers import MLP
+from ppm.models.modules import SequenceModule
+from ppm.models.ranking import RankingModel
+
+
+class PPM(RankingModel):
+    """The pre-trained CTR model.
+
+    Args:
+      ppm: the PPM sequence module (a :class:`SequenceModule` over ``ModalItemEmbedding``).
+      head_units: hidden layers of the CTR prediction layer (then one logit unit).
+      dropout: head dropout.
+      init_stddev: N(0, s) initialiser of the head.
+      global_batch_size: see :class:`RankingModel`.
+    """
+
+    def __init__(self, ppm: SequenceModule, head_units: Sequence[int] = (256, 128),
+                 dropout: float = 0.0, init_stddev: float = 0.01,
+                 global_batch_size: int = 20000, **kwargs):
+        super().__init__({"click": 1.0}, global_batch_size, **kwargs)
+        self.ppm = ppm
+        self.head = MLP(head_units, dropout=dropout, init_stddev=init_stddev, name="ctr_head")
+        self.logit = keras.layers.Dense(
+            1, kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev),
+            name="ctr_logit")
+
+    def call(self, features, training=None):
+        user, item = self.ppm(features, training=training)
+        x = self.head(tf.concat([user, item], axis=-1), training=training)
+        return {"click": tf.squeeze(tf.cast(self.logit(x), tf.float32), axis=-1)}

@@ -1,0 +1,63 @@
+"""URM: the Unified Ranking Model (PPM §3.2): IDSM + the PPM plug-in + an MMoE head.
+
+``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10) feeds an MMoE with one gate and tower per
+task (click, order, add-to-cart; Eq. 9-11). ``U_ID, I_ID`` come from IDSM (§3.2.1),
+``U_MO, I_MO`` from the PPM module (§3.2.2), whose weights are loaded from a pre-trained PPM
+and then frozen or fine-tuned (the config's ``ppm_init``); ``D`` is the user profile.
+
+The same class builds Table 3's ablations: ``urm_wo_ppm`` has no PPM module; ``base`` has one
+sequence module whose items are ID and modal features concatenated (a shared transformer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import tensorflow as tf
+
+from ppm.layers import MMoE
+from ppm.layers.hash_embedding import HashEmbedding
+from ppm.models.modules import SequenceModule
+from ppm.models.ranking import RankingModel
+
+
+class URM(RankingModel):
+    """The Unified Ranking Model.
+
+    Args:
+      idsm: the ID-based sequence module (or base's shared one).
+      ppm: the PPM module, or None (``urm_wo_ppm``, ``base``).
+      mmoe: the multi-task head; its task names must match ``task_weights``.
+      task_weights: ``{task: loss weight}``.
+      profile_features: names of the user profile features (D).
+      profile_hash_bins, profile_dim: their hashed embeddings.
+      init_stddev: N(0, s) initialiser.
+      global_batch_size: see :class:`RankingModel`.
+    """
+
+    def __init__(self, idsm: SequenceModule, ppm: SequenceModule | None, mmoe: MMoE,
+                 task_weights: Mapping[str, float], profile_features: Sequence[str] = (),
+                 profile_hash_bins: int = 64, profile_dim: int = 8,
+                 init_stddev: float = 0.01, global_batch_size: int = 20000, **kwargs):
+        super().__init__(task_weights, global_batch_size, **kwargs)
+        if list(mmoe.task_names) != list(self.task_weights):
+            raise ValueError(f"MMoE tasks {mmoe.task_names} differ from the model's tasks "
+                             f"{list(self.task_weights)}")
+        self.idsm, self.ppm, self.mmoe = idsm, ppm, mmoe
+        self.profile_features = list(profile_features)
+        self.profile_embeddings = [
+            HashEmbedding(profile_hash_bins, profile_dim, init_stddev=init_stddev,
+                          name=f"{name}_embedding") for name in self.profile_features]
+
+    def representation(self, features, training=None):
+        """``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10), float [B, d]."""
+        parts = list(self.idsm(features, training=training))
+        if self.ppm is not None:
+            # A frozen module keeps dropout off as well: it is used as pre-trained.
+            parts += list(self.ppm(features, training=training and self.ppm.trainable))
+        parts += [emb(features[name]) for name, emb in zip(self.profile_features,
+                                                          self.profile_embeddings)]
+        return tf.concat(parts, axis=-1)
+
+    def call(self, features, training=None):
+        return self.mmoe(self.representation(features, training=training), training=training)

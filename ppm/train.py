@@ -1,0 +1,323 @@
+"""Train PPM, URM and the Table 3 ablations: ``python -m ppm.train``.
+
+    python -m ppm.train                                  # the demo URM, building what is missing
+    python -m ppm.train --experiment ppm_pretrain --preset paper --model_dir runs/ppm
+    python -m ppm.train --experiment urm --preset paper --model_dir runs/urm \\
+        --params_override model.ppm_checkpoint=runs/ppm,data.train_window=train_large
+
+Experiments and presets are registered configs (:mod:`ppm.configs`); ``--config_file`` YAML
+files and ``--params_override`` change any field, and the resolved config is written to
+``<model_dir>/config.yaml``. Training runs under a MirroredStrategy (every local GPU, or the
+logical CPUs), or ``multi_worker_mirrored`` across machines through ``TF_CONFIG``.
+
+A run folder holds ``config.yaml``, ``vocab/`` and ``cache.json`` (what the model was built
+from), ``checkpoints/`` (every ``trainer.checkpoint_interval`` steps), ``logs/`` (TensorBoard)
+and ``train_summary.json``. Restarting a killed run with the same ``--model_dir`` resumes from
+its last checkpoint. ``--init_checkpoint`` warm-starts a new run from an earlier one (daily
+incremental training, PPM Fig. 3): ID embeddings are remapped by id, so today's vocabulary may
+differ from yesterday's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+
+import tensorflow as tf
+import tf_keras as keras
+from official.modeling import hyperparams
+
+from ppm import checkpoints, configs, distribute
+from ppm.data import cache as cache_lib
+from ppm.data import pipeline
+from ppm.models import factory
+
+logger = logging.getLogger(__name__)
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "train_summary.json"
+DEMO_RUNS = "runs/demo/train"
+
+
+def train_files(config) -> list[str]:
+    return pipeline.list_files(os.path.join(config.data.examples, config.data.train_window))
+
+
+def read_run_config(run_dir: str) -> configs.ExperimentConfig:
+    """The resolved config of a run folder."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} is missing: {run_dir} is not a training run")
+    c = configs.ExperimentConfig()
+    return hyperparams.override_params_dict(c, path, is_strict=True)
+
+
+def _check_same_run(config, run_dir: str) -> None:
+    """Refuses to resume a run folder with a different model or data config."""
+    if not tf.io.gfile.exists(os.path.join(run_dir, CONFIG_FILE)):
+        return
+    old = read_run_config(run_dir).as_dict()
+    new = config.as_dict()
+    diff = [f"{section}.{k}" for section in ("model", "data") for k in new[section]
+            if new[section][k] != old[section][k]]
+    if diff:
+        raise ValueError(f"{run_dir} holds a run with another config ({', '.join(diff)} "
+                         "differ): use a new --model_dir, or delete the old run")
+
+
+class _CheckpointAndSpeed(keras.callbacks.Callback):
+    """Saves a checkpoint after every loop of ``checkpoint_interval`` steps; measures speed."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, examples_per_step: int):
+        super().__init__()
+        self.manager, self.examples_per_step = manager, examples_per_step
+        self.speeds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        steps = self.params.get("steps") or 0
+        speed = steps * self.examples_per_step / max(seconds, 1e-9)
+        self.speeds.append(speed)
+        if logs is not None:
+            logs["examples_per_second"] = speed
+        path = self.manager.save(checkpoint_number=self.model.optimizer.iterations)
+        logger.info("Step %d: checkpoint %s (%.0f examples/s)",
+                    int(self.model.optimizer.iterations.numpy()), path, speed)
+
+
+def _template_inputs(config, inputs, init_dir: str):
+    """Inputs of the old run's architecture, for a warm start (its vocabularies and cache rows)."""
+    vocab_dir = os.path.join(init_dir, factory.VOCAB_DIR)
+    vocabs = (factory.read_vocabularies(vocab_dir) if tf.io.gfile.exists(vocab_dir)
+              else inputs.vocabularies)
+    cache = inputs.cache
+    rows = checkpoints.cache_rows_in(init_dir) if cache is not None else None
+    if rows is not None and rows - 1 != len(cache):
+        import numpy as np
+
+        n = rows - 1
+        zeros = np.zeros((n, cache.dim), np.float32)
+        cache = cache_lib.EmbeddingCache(
+            ids=np.array([f"\x00{i}" for i in range(n)]), title=zeros, image=zeros,
+            has_title=np.zeros(n, bool), has_image=np.zeros(n, bool), manifest=cache.manifest)
+    return dataclasses.replace(inputs, vocabularies=vocabs, cache=cache)
+
+
+def build(config, inputs, init_checkpoint: str | None = None):
+    """Builds the model and optimizer (inside the current strategy scope) and initialises them.
+
+    Order: fresh N(0, s) weights -> ``init_checkpoint`` (warm start) -> the PPM module from
+    ``model.ppm_checkpoint`` when ``ppm_init`` is ``frozen``/``finetune`` -> freezing.
+    """
+    model = factory.build_model(config, inputs)
+    dummy = factory.dummy_features(inputs.schema)
+    model(dummy)
+    if init_checkpoint:
+        template = factory.build_model(config, _template_inputs(config, inputs,
+                                                                init_checkpoint))
+        template(dummy)
+        vocab_dir = os.path.join(init_checkpoint, factory.VOCAB_DIR)
+        old_vocabs = (factory.read_vocabularies(vocab_dir) if tf.io.gfile.exists(vocab_dir)
+                      else inputs.vocabularies)
+        by_layer = {}
+        for field, vocab in old_vocabs.items():
+            by_layer[f"{field}_embedding"] = vocab
+        checkpoints.warm_start(model, template, init_checkpoint,
+                               lambda layer: by_layer[layer.name])
+    m = config.model
+    if m.name == "urm" and m.ppm_init in ("frozen", "finetune"):
+        checkpoints.load_ppm_module(model, m.ppm_checkpoint)
+    if m.name == "urm" and m.ppm_init == "frozen":
+        model.ppm.trainable = False
+    t = config.trainer
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        t.learning_rate, t.train_steps, t.end_learning_rate)
+    optimizer = keras.optimizers.Adam(schedule)
+    if t.mixed_precision:
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer)
+    optimizer.build(model.trainable_variables)
+    if t.jit_compile:
+        model.enable_xla()
+    return model, optimizer
+
+
+def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=None,
+          verbose: int = 1) -> dict:
+    """Trains (or resumes) the run in ``model_dir``; returns the training summary.
+
+    Raises:
+      ValueError: bad config, or ``model_dir`` holds a run with another config.
+      FileNotFoundError: missing examples, vocabularies, cache or checkpoints.
+    """
+    config.validate()
+    _check_same_run(config, model_dir)
+    tf.io.gfile.makedirs(model_dir)
+    hyperparams.save_params_dict_to_yaml(config, os.path.join(model_dir, CONFIG_FILE))
+    strategy = strategy or distribute.strategy(config.runtime.strategy)
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if config.trainer.mixed_precision else "float32")
+    try:
+        return _train(config, model_dir, init_checkpoint, strategy, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
+    inputs = factory.load_inputs(config, run_dir=model_dir)
+    factory.record_inputs(inputs, config, model_dir)
+    files = train_files(config)
+    t, d = config.trainer, config.data
+    keras.utils.set_random_seed(d.seed)
+    with strategy.scope():
+        manager_dir = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR)
+        resuming = bool(tf.train.latest_checkpoint(manager_dir))
+        model, optimizer = build(config, inputs, None if resuming else init_checkpoint)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        manager = tf.train.CheckpointManager(ckpt, manager_dir, max_to_keep=t.max_to_keep,
+                                             step_counter=optimizer.iterations)
+        if resuming:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            logger.info("Resuming %s from %s (step %d)", model_dir, manager.latest_checkpoint,
+                        int(optimizer.iterations.numpy()))
+
+    def dataset_fn(ctx):
+        return pipeline.make_dataset(files, inputs.schema, d.global_batch_size, training=True,
+                                     repeat=True, seed=d.seed, shuffle_buffer=d.shuffle_buffer,
+                                     input_context=ctx)
+
+    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    step = int(optimizer.iterations.numpy())
+    epochs = t.train_steps // t.checkpoint_interval
+    callback = _CheckpointAndSpeed(manager, d.global_batch_size)
+    started = time.perf_counter()
+    history = {}
+    if step < t.train_steps:
+        logger.info("Training %s (%s) on %s for %d steps of %d examples, %d replicas",
+                    config.model.name, config.model.ppm_init, d.train_window, t.train_steps,
+                    d.global_batch_size, strategy.num_replicas_in_sync)
+        history = model.fit(
+            dataset, epochs=epochs, initial_epoch=step // t.checkpoint_interval,
+            steps_per_epoch=t.checkpoint_interval, verbose=verbose,
+            callbacks=[callback, keras.callbacks.TensorBoard(
+                os.path.join(model_dir, "logs"), update_freq="epoch")]).history
+    summary = {
+        "experiment": {"model": config.model.name, "ppm_init": config.model.ppm_init},
+        "steps": int(optimizer.iterations.numpy()),
+        "resumed_from_step": step if step else None,
+        "replicas": strategy.num_replicas_in_sync,
+        "train_examples_per_second": callback.speeds,
+        "seconds": time.perf_counter() - started,
+        "final": {k: float(v[-1]) for k, v in history.items()} if history else None,
+        "checkpoint": manager.latest_checkpoint,
+    }
+    with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY_FILE), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def _is_demo(config) -> bool:
+    default = configs.DataConfig()
+    return (config.data.examples, config.data.embeddings) == (default.examples,
+                                                              default.embeddings)
+
+
+def _demo_paths(config, run_root: str) -> None:
+    """Points the data config at ``run_root`` (the demo's folders)."""
+    config.override({"data": {"dataset": os.path.join(run_root, "dataset"),
+                              "examples": os.path.join(run_root, "examples"),
+                              "embeddings": os.path.join(run_root, "embeddings")}})
+
+
+def pretrained_ppm(preset: str, run_root: str, verbose: int) -> str:
+    """The demo's PPM run, trained (or resumed) on the pretrain window if not complete."""
+    config = configs.resolve("ppm_pretrain", preset, validate=False)
+    _demo_paths(config, run_root)
+    model_dir = os.path.join(run_root, "train", f"{preset}_ppm_pretrain")
+    logger.info("[6/7] Pre-training PPM (ID-free, pretrain window) in %s", model_dir)
+    train(config, model_dir, verbose=verbose)
+    return model_dir
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ppm.train", description=__doc__.split("\n\n")[0] + " With no "
+        "argument it trains the demo URM on the synthetic world, building the world, the "
+        "examples, the encoders, the embedding cache and the pre-trained PPM first if they "
+        "are missing, then evaluates it on the test day.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Experiments: {', '.join(configs.EXPERIMENTS)}. Presets: "
+        f"{', '.join(configs.PRESETS)}. Multi-worker: set TF_CONFIG on every machine and pass "
+        "--strategy multi_worker_mirrored.")
+    parser.add_argument("--experiment", default="urm", help="Registered experiment "
+                        f"({', '.join(configs.EXPERIMENTS)}), or '<preset>_<experiment>'.")
+    parser.add_argument("--preset", default="demo", choices=configs.PRESETS,
+                        help="paper: PPM §4.2.3 (batch 20000, 64-d, 2 layers, 4 heads); demo: "
+                        "a 2-core CPU in minutes; tiny: smoke tests.")
+    parser.add_argument("--config_file", action="append", default=[],
+                        help="YAML file overriding config fields (repeatable, applied in order).")
+    parser.add_argument("--params_override", default="",
+                        help="Comma-separated overrides, e.g. "
+                        "'data.global_batch_size=4096,model.ppm_init=frozen'.")
+    parser.add_argument("--model_dir", default=None, help="Run folder (default: "
+                        f"{DEMO_RUNS}/<preset>_<experiment>). An existing run resumes.")
+    parser.add_argument("--strategy", default=None, choices=configs.definitions.STRATEGIES,
+                        help="Overrides runtime.strategy (default mirrored).")
+    parser.add_argument("--init_checkpoint", default=None,
+                        help="Warm-start from this earlier run folder or checkpoint (daily "
+                        "incremental training); ignored when --model_dir already has "
+                        "checkpoints (resume).")
+    parser.add_argument("--run_root", default="runs/demo",
+                        help="Demo folder used when the config keeps the default data paths.")
+    parser.add_argument("--skip_prepare", action="store_true",
+                        help="Do not check or build the demo's inputs (already built).")
+    parser.add_argument("--no_eval", action="store_true", help="Skip the final evaluation.")
+    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                        help="Keras progress: 0 silent, 1 progress bar, 2 one line per loop.")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    override = args.params_override
+    if args.strategy:
+        override = ",".join(filter(None, [override, f"runtime.strategy={args.strategy}"]))
+    config = configs.resolve(args.experiment, args.preset, args.config_file, override,
+                             validate=False)
+    experiment = args.experiment.split("_", 1)[1] if args.experiment.split("_", 1)[0] in \
+        configs.PRESETS else args.experiment
+    if _is_demo(config):
+        from ppm import demo  # noqa: PLC0415 - heavy, only for the demo
+
+        _demo_paths(config, args.run_root)
+        if not args.skip_prepare:
+            demo.prepare(args.run_root)
+        m = config.model
+        if m.name == "urm" and m.ppm_init != "random" and not m.ppm_checkpoint:
+            config.override({"model": {"ppm_checkpoint": pretrained_ppm(
+                args.preset, args.run_root, args.verbose)}})
+    config.validate()
+    model_dir = args.model_dir or os.path.join(args.run_root, "train",
+                                               f"{args.preset}_{experiment}")
+    logger.info("[7/7] Training %s in %s", experiment, model_dir)
+    summary = train(config, model_dir, args.init_checkpoint, verbose=args.verbose)
+    speeds = summary["train_examples_per_second"]
+    if speeds:
+        logger.info("Trained %d steps; last loop %.0f examples/s", summary["steps"], speeds[-1])
+    if not args.no_eval:
+        from ppm import evaluate  # noqa: PLC0415
+
+        print(evaluate.format_table(evaluate.evaluate_run(model_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
