@@ -1,0 +1,27 @@
+"""Helpers for ranking-model tests: tiny configs over the session's tiny world."""
+
+import os
+
+import tensorflow as tf
+
+from ppm import configs, features
+from ppm.data import pipeline
+
+
+def tiny_config(experiment, tiny_world, tiny_examples, tiny_cache, **override):
+    examples, _ = tiny_examples
+    c = configs.resolve(experiment, "tiny", validate=False)
+    c.override({"data": {"dataset": tiny_world, "examples": examples,
+                         "embeddings": tiny_cache}})
+    if override:
+        c.override(override)
+    return c
+
+
+def one_batch(tiny_examples, size=32, window="train_large"):
+    examples, _ = tiny_examples
+    schema = features.FeatureSchema.load(os.path.join(examples, features.SCHEMA_FILE))
+    ds = pipeline.make_dataset(os.path.join(examples, window), schema, size, training=False,
+                               deterministic=True)
+    return next(iter(ds)), schema
+

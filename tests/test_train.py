@@ -1,0 +1,214 @@
+"""ppm.train: resume, MirroredStrategy equivalence, PPM loading/freezing, warm start, CLI."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ppm  # noqa: F401
+from ppm import checkpoints, distribute, evaluate, train
+from ppm.models import build_model, load_inputs
+from tests.ranking_fixtures import one_batch, tiny_config
+
+
+@pytest.fixture(scope="module")
+def ppm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
+    c = tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache)
+    run = str(tmp_path_factory.mktemp("ppm_run"))
+    summary = train.train(c, run, verbose=0)
+    return run, summary
+
+
+def test_ppm_pretraining_writes_a_complete_run(ppm_run):
+    run, summary = ppm_run
+    assert summary["steps"] == 4 and summary["replicas"] >= 1
+    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) >= ["checkpoint"]
+    assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-4")
+    for name in ("config.yaml", "cache.json", "train_summary.json", "vocab", "logs"):
+        assert os.path.exists(os.path.join(run, name)), name
+    assert np.isfinite(summary["final"]["loss"])
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_world, tiny_examples, tiny_cache,
+                                                     tmp_path, monkeypatch):
+    c = tiny_config("urm_wo_ppm", tiny_world, tiny_examples, tiny_cache)
+    run = str(tmp_path / "run")
+    original = train._CheckpointAndSpeed.on_epoch_end
+
+    def killed_after_first_checkpoint(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(train._CheckpointAndSpeed, "on_epoch_end",
+                        killed_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(c, run, verbose=0)
+    monkeypatch.undo()
+    assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-2")
+    saved = tf.train.load_checkpoint(os.path.join(run, "checkpoints", "ckpt-2"))
+    summary = train.train(c, run, verbose=0)
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 4
+    assert len(summary["train_examples_per_second"]) == 1  # only the remaining loop ran
+    # The Adam step counter continued from the checkpoint, not from 0.
+    assert saved.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
+
+
+def test_resume_refuses_another_config(tiny_world, tiny_examples, tiny_cache, tmp_path):
+    c = tiny_config("urm_wo_ppm", tiny_world, tiny_examples, tiny_cache)
+    run = str(tmp_path / "run")
+    train.train(c, run, verbose=0)
+    c.override({"model": {"id_dim": 4}})
+    with pytest.raises(ValueError, match="model.id_dim"):
+        train.train(c, run, verbose=0)
+
+
+def _step_results(strategy, config, inputs, weights, batch):
+    """Loss and summed gradients of one step on ``batch`` under ``strategy``."""
+    with strategy.scope():
+        model = build_model(config, inputs)
+        model(batch[0])
+        model.set_weights(weights)
+    ds = tf.data.Dataset.from_tensors(batch).unbatch().batch(len(batch[1]["click"]))
+    dist = next(iter(strategy.experimental_distribute_dataset(ds)))
+
+    def step(data):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(data, training=True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        return loss, [tf.convert_to_tensor(g) for g in grads]
+
+    loss, grads = tf.function(lambda d: strategy.run(step, args=(d,)))(dist)
+    loss = strategy.reduce("SUM", loss, axis=None).numpy()
+    grads = [strategy.reduce("SUM", g, axis=None).numpy() for g in grads]
+    return loss, grads
+
+
+def test_two_replicas_give_the_same_step_as_one(tiny_world, tiny_examples, tiny_cache):
+    c = tiny_config("urm_ppm_random", tiny_world, tiny_examples, tiny_cache,
+                    data={"global_batch_size": 32})
+    inputs = load_inputs(c)
+    batch, _ = one_batch(tiny_examples, 32)
+    reference = build_model(c, inputs)
+    reference(batch[0])
+    weights = reference.get_weights()
+    one = distribute.strategy("mirrored", ("/cpu:0",))
+    two = distribute.strategy("mirrored")
+    assert one.num_replicas_in_sync == 1 and two.num_replicas_in_sync == 2
+    loss1, grads1 = _step_results(one, c, inputs, weights, batch)
+    loss2, grads2 = _step_results(two, c, inputs, weights, batch)
+    np.testing.assert_allclose(loss2, loss1, rtol=1e-5)
+    assert loss1 > 1.0  # three tasks of ~0.69 each: a per-replica scaling bug would halve it
+    for g1, g2 in zip(grads1, grads2):
+        np.testing.assert_allclose(g2, g1, rtol=1e-4, atol=1e-7)
+
+
+def test_two_replica_training_runs(tiny_world, tiny_examples, tiny_cache, tmp_path):
+    c = tiny_config("urm_wo_ppm", tiny_world, tiny_examples, tiny_cache)
+    summary = train.train(c, str(tmp_path / "run"), strategy=distribute.strategy("mirrored"),
+                          verbose=0)
+    assert summary["replicas"] == 2 and summary["steps"] == 4
+
+
+def _by_name(layer):
+    """Weights by name below the model's own scope (``ppm_model/ppm/...`` -> ``ppm/...``)."""
+    return {w.name.split("/", 1)[1]: w.numpy() for w in layer.weights}
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_ppm_plug_in_is_loaded_then_frozen_or_trained(mode, ppm_run, tiny_world,
+                                                       tiny_examples, tiny_cache, tmp_path):
+    run, _ = ppm_run
+    c = tiny_config("urm", tiny_world, tiny_examples, tiny_cache,
+                    model={"ppm_init": mode, "ppm_checkpoint": run})
+    pretrained, _, _ = evaluate.load_model(run)
+    loaded, _ = train.build(c, load_inputs(c))
+    before, after = _by_name(pretrained.ppm), _by_name(loaded.ppm)
+    assert sorted(before) == sorted(after) and len(before) > 10
+    for name, value in before.items():
+        np.testing.assert_array_equal(value, after[name], err_msg=name)
+    assert bool(loaded.ppm.trainable_weights) == (mode == "finetune")
+    out = str(tmp_path / "urm")
+    train.train(c, out, verbose=0)
+    trained, _, _ = evaluate.load_model(out)
+    trainable = {w.name.split("/", 1)[1] for w in pretrained.ppm.trainable_weights}
+    now = _by_name(trained.ppm)
+    moved = [not np.array_equal(v, now[k]) for k, v in before.items() if k in trainable]
+    assert moved
+    if mode == "frozen":
+        assert not any(moved)
+    else:
+        assert sum(moved) > len(moved) // 2
+    # IDSM trains in both modes.
+    fresh = build_model(c, load_inputs(c))
+    fresh(one_batch(tiny_examples)[0][0])
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(fresh.idsm.trainable_weights, trained.idsm.trainable_weights))
+
+
+def test_random_init_does_not_load(ppm_run, tiny_world, tiny_examples, tiny_cache):
+    run, _ = ppm_run
+    c = tiny_config("urm_ppm_random", tiny_world, tiny_examples, tiny_cache)
+    pretrained, _, _ = evaluate.load_model(run)
+    model, _ = train.build(c, load_inputs(c))
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(pretrained.ppm.trainable_weights, model.ppm.trainable_weights))
+
+
+def test_warm_start_remaps_ids_of_a_new_vocabulary(tiny_world, tiny_examples, tiny_cache,
+                                                   tmp_path):
+    c = tiny_config("urm_wo_ppm", tiny_world, tiny_examples, tiny_cache)
+    old_run = str(tmp_path / "day1")
+    train.train(c, old_run, verbose=0)
+    # Day 2: two items left the vocabulary, one is new.
+    examples = str(tmp_path / "examples")
+    shutil.copytree(tiny_examples[0], examples)
+    path = os.path.join(examples, "vocab", "item_id.tsv")
+    lines = open(path).read().splitlines()
+    kept = lines[2:]
+    with open(path, "w") as f:
+        f.write("\n".join(["brand-new-item\t5"] + kept) + "\n")
+    c2 = tiny_config("urm_wo_ppm", tiny_world, (examples, None), tiny_cache)
+    model, _ = train.build(c2, load_inputs(c2), init_checkpoint=old_run)
+    old, _, _ = evaluate.load_model(old_run)
+    old_emb = old.idsm.embedders[0].embeddings[0]
+    new_emb = model.idsm.embedders[0].embeddings[0]
+    some = [line.split("\t")[0] for line in kept[:5]]
+    old_rows = old_emb.rows(tf.constant(some)).numpy()
+    new_rows = new_emb.rows(tf.constant(some)).numpy()
+    assert not np.array_equal(old_rows, new_rows)  # the rows moved...
+    np.testing.assert_array_equal(  # ...and the vectors followed them
+        tf.gather(new_emb.embedding.embeddings, new_rows).numpy(),
+        tf.gather(old_emb.embedding.embeddings, old_rows).numpy())
+    np.testing.assert_array_equal(model.mmoe.weights[0].numpy(), old.mmoe.weights[0].numpy())
+
+
+def test_cli_trains_and_evaluates(tiny_world, tiny_examples, tiny_cache, tmp_path, capsys):
+    run = str(tmp_path / "cli")
+    override = (f"data.examples={tiny_examples[0]},data.embeddings={tiny_cache},"
+                f"data.dataset={tiny_world}")
+    assert train.main(["--experiment", "urm_wo_ppm", "--preset", "tiny", "--params_override",
+                       override, "--model_dir", run, "--verbose", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "urm_wo_ppm" in out and "oracle AUC" in out and "click" in out
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert metrics["split"] == "test" and set(metrics["tasks"]) == {"click", "order", "cart"}
+    assert metrics["oracle"]["click"]["auc"] > 0.6
+    assert metrics["examples"] == json.load(open(os.path.join(
+        tiny_examples[0], "stats.json")))["windows"]["test"]["examples"]
+
+
+def test_cli_refuses_a_urm_without_pretrained_ppm(tiny_world, tiny_examples, tiny_cache,
+                                                   tmp_path):
+    override = (f"data.examples={tiny_examples[0]},data.embeddings={tiny_cache},"
+                f"data.dataset={tiny_world}")
+    with pytest.raises(ValueError, match="ppm_checkpoint"):
+        train.main(["--experiment", "urm", "--preset", "tiny", "--params_override", override,
+                    "--model_dir", str(tmp_path / "x")])
+
+
+def test_latest_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        checkpoints.latest(str(tmp_path))
