@@ -146,7 +146,8 @@ def prepare(run_dir: str = "runs/demo", scale: str = "demo", seed: int = 0,
             image_steps: int = 150, tiny_text: bool = False, rebuild: bool = False) -> dict:
     """Stages 1-5 (world, validation, examples, encoders, cache), each skipped when current.
 
-    When the cache is rebuilt (new world or new encoders), earlier training runs under ``<run_dir>/train`` are
+    When the cache is rebuilt (new world or new encoders), earlier training runs under
+    ``<run_dir>/train`` are
     deleted: they were trained on other data and would otherwise be resumed.
 
     Returns:

@@ -11,7 +11,6 @@ from the true probabilities, the best any model can reach on these labels. Resul
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -19,7 +18,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from ppm import checkpoints, features, metrics
+from ppm import checkpoints, metrics
 from ppm.data import canonical, pipeline
 from ppm.models import factory
 

@@ -2,8 +2,6 @@
 
 import os
 
-import tensorflow as tf
-
 from ppm import configs, features
 from ppm.data import pipeline
 

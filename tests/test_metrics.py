@@ -7,8 +7,8 @@ from ppm import metrics
 
 
 def _brute_auc(y, s):
-    pos = [a for a, l in zip(s, y) if l]
-    neg = [a for a, l in zip(s, y) if not l]
+    pos = [a for a, lab in zip(s, y) if lab]
+    neg = [a for a, lab in zip(s, y) if not lab]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
     return wins / (len(pos) * len(neg))
 

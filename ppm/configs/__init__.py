@@ -4,8 +4,14 @@
 ``--params_override`` string changes any field (see :func:`ppm.configs.experiments.resolve`).
 """
 
-from ppm.configs.definitions import (DataConfig, ExperimentConfig, ModelConfig, RuntimeConfig,
-                                     TrainerConfig, TransformerConfig)
+from ppm.configs.definitions import (
+                                     DataConfig,
+                                     ExperimentConfig,
+                                     ModelConfig,
+                                     RuntimeConfig,
+                                     TrainerConfig,
+                                     TransformerConfig,
+)
 from ppm.configs.experiments import EXPERIMENTS, PRESETS, get_config, resolve
 
 __all__ = ["DataConfig", "ExperimentConfig", "ModelConfig", "RuntimeConfig", "TrainerConfig",

@@ -6,7 +6,6 @@ the ``config.yaml`` written into each run folder.
 """
 
 import dataclasses
-from typing import List  # noqa: UP035 - the config machinery reads these annotations
 
 from official.modeling import hyperparams
 
@@ -86,14 +85,14 @@ class ModelConfig(hyperparams.Config):
     profile_dim: int = 8
     profile_hash_bins: int = 64
     transformer: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
-    head_units: List[int] = dataclasses.field(default_factory=lambda: [256, 128])
+    head_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
     num_experts: int = 4
-    expert_units: List[int] = dataclasses.field(default_factory=lambda: [256, 128])
-    tower_units: List[int] = dataclasses.field(default_factory=lambda: [64])
+    expert_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
+    tower_units: list[int] = dataclasses.field(default_factory=lambda: [64])
     dropout: float = 0.0
     init_stddev: float = 0.01
-    tasks: List[str] = dataclasses.field(default_factory=lambda: ["click", "order", "cart"])
-    task_weights: List[float] = dataclasses.field(default_factory=list)
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["click", "order", "cart"])
+    task_weights: list[float] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

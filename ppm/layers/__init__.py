@@ -11,4 +11,5 @@ from ppm.layers.id_embedding import IdEmbedding
 from ppm.layers.mlp import MLP
 from ppm.layers.mmoe import MMoE
 
-__all__ = ["BehaviorTransformer", "CachedItemEmbedding", "HashEmbedding", "IdEmbedding", "MLP", "MMoE"]
+__all__ = ["BehaviorTransformer", "CachedItemEmbedding", "HashEmbedding", "IdEmbedding", "MLP",
+           "MMoE"]

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-
 # Stands in for an empty vocabulary (StringLookup refuses one); never a real id.
 _NO_VOCABULARY = "\x00<no vocabulary>"
 
@@ -44,7 +43,8 @@ class IdEmbedding(keras.layers.Layer):
         self.num_oov_indices, self.init_stddev = int(num_oov_indices), float(init_stddev)
         # An empty vocabulary (e.g. a dataset without brands) still works: every id is OOV.
         self.lookup = keras.layers.StringLookup(
-            vocabulary=vocabulary or [_NO_VOCABULARY], num_oov_indices=num_oov_indices, mask_token=None,
+            vocabulary=vocabulary or [_NO_VOCABULARY], num_oov_indices=num_oov_indices,
+            mask_token=None,
             name="lookup")
         self.embedding = keras.layers.Embedding(
             max(len(vocabulary), 1) + num_oov_indices, dim,

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ppm.features import ID_FIELDS
-from ppm.layers import BehaviorTransformer, CachedItemEmbedding, IdEmbedding
+from ppm.layers import IdEmbedding
 
 HIST = "hist_"
 NUM_FLAG_STATES = 4  # has_title + 2 * has_image

@@ -1,0 +1,196 @@
+"""Benchmark: the analogue of PPM Table 3 and the cold-start curve on a synthetic world.
+
+Trains, on the same examples and cache, with the same preset and seed, each model for one
+pass over its training window (``--no-one_pass``: the preset's steps):
+
+- ``base``: ID and modal features of each item concatenated, one shared transformer;
+- ``urm_wo_ppm``: IDSM + MMoE, no modal features (the paper's "URM wo. PPM");
+- ``urm_ppm_random``, ``urm_ppm_frozen``, ``urm`` (finetune): URM with the PPM module randomly
+  initialised, loaded and frozen, loaded and fine-tuned;
+- the data-efficiency pair: ``urm`` on ``train_small`` (one week) against ``urm_wo_ppm`` on
+  ``train_large``.
+
+The PPM module is pre-trained once (``ppm_pretrain`` on the pretrain window). Each model is
+evaluated on the test day with :mod:`ppm.evaluate`: AUC, GAUC, P@2 per task, AUC by target-item
+training frequency, next to the oracle AUC of the world's true probabilities. The expected
+direction (PPM helps, most on cold items; finetune >= frozen >= random) is the hypothesis under
+test; the script reports what it measures.
+
+Run (from the repository root, after ``make demo`` built ``runs/demo``)::
+
+    .venv/bin/python benchmarks/table3.py --run_root runs/demo --preset demo --seeds 0 1
+
+Writes ``benchmarks/results/table3.json`` and ``table3_cold_start.png``; runs go to
+``<run_root>/table3/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ppm  # noqa: E402,F401
+from benchmarks import common  # noqa: E402
+
+ROWS = (  # (label, experiment, train window)
+    ("Base", "base", "train_large"),
+    ("URM wo. PPM", "urm_wo_ppm", "train_large"),
+    ("URM + PPM (random)", "urm_ppm_random", "train_large"),
+    ("URM + PPM (frozen)", "urm_ppm_frozen", "train_large"),
+    ("URM + PPM (finetune)", "urm", "train_large"),
+    ("URM + PPM (finetune), train_small", "urm", "train_small"),
+)
+
+
+def one_pass(examples: str, window: str, batch: int, interval: int) -> int:
+    """Steps of one pass over a window, rounded down to whole checkpoint intervals."""
+    import json
+
+    with open(os.path.join(examples, "stats.json")) as f:
+        n = json.load(f)["windows"][window]["examples"]
+    return max(interval, n // batch // interval * interval)
+
+
+def run(args) -> dict:
+    from ppm import configs, evaluate, train
+
+    root = args.run_root
+    data = {"data": {"dataset": os.path.join(root, "dataset"),
+                     "examples": os.path.join(root, "examples"),
+                     "embeddings": os.path.join(root, "embeddings")}}
+    results = {"preset": args.preset, "run_root": root, "seeds": args.seeds, "rows": []}
+    for seed in args.seeds:
+        out = os.path.join(root, "table3", f"seed{seed}")
+        pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
+        pre.override({"data": {**data["data"], "seed": seed}})
+        if args.one_pass:
+            pre.override({"trainer": {"train_steps": one_pass(
+                data["data"]["examples"], "pretrain", pre.data.global_batch_size,
+                pre.trainer.checkpoint_interval)}})
+        ppm_dir = os.path.join(out, "ppm_pretrain")
+        train.train(pre, ppm_dir, verbose=args.verbose)
+        pre_metrics = evaluate.evaluate_run(ppm_dir, "test", progress=False)
+        results["rows"].append({"label": "PPM alone (ID-free, pretrain window)",
+                                "experiment": "ppm_pretrain", "seed": seed,
+                                "metrics": pre_metrics})
+        for label, experiment, window in ROWS:
+            c = configs.resolve(experiment, args.preset, validate=False)
+            c.override({"data": {**data["data"], "train_window": window, "seed": seed}})
+            if args.one_pass:
+                c.override({"trainer": {"train_steps": one_pass(
+                    data["data"]["examples"], window, c.data.global_batch_size,
+                    c.trainer.checkpoint_interval)}})
+            if c.model.name == "urm" and c.model.ppm_init != "random":
+                c.override({"model": {"ppm_checkpoint": ppm_dir}})
+            c.validate()
+            model_dir = os.path.join(out, f"{experiment}_{window}")
+            summary = train.train(c, model_dir, verbose=args.verbose)
+            m = evaluate.evaluate_run(model_dir, "test", progress=False)
+            results["rows"].append({"label": label, "experiment": experiment, "seed": seed,
+                                    "window": window, "metrics": m,
+                                    "train_seconds": summary["seconds"]})
+            logging.info("%s (seed %d): %s", label, seed, {
+                t: round(v["auc"] or 0, 4) for t, v in m["tasks"].items()})
+    return results
+
+
+def table(results: dict) -> str:
+    """Markdown table: mean (± std over seeds) of AUC and P@2 per task, and cold AUC (click)."""
+    labels = []
+    for r in results["rows"]:
+        if r["label"] not in labels:
+            labels.append(r["label"])
+    head = ("| model | click AUC | click P@2 | order AUC | cart AUC | click GAUC | "
+            "click AUC, items seen 0-4x | click AUC, 5-19x |")
+    lines = [head, "|" + "---|" * 8]
+    for label in labels:
+        rows = [r["metrics"] for r in results["rows"] if r["label"] == label]
+        mean = functools.partial(_mean, rows)
+        t = lambda task, key: (lambda m: m["tasks"].get(task, {}).get(key))  # noqa: E731
+        lines.append(f"| {label} | {mean(t('click', 'auc'))} | {mean(t('click', 'p@2'))} | "
+                     f"{mean(t('order', 'auc'))} | {mean(t('cart', 'auc'))} | "
+                     f"{mean(t('click', 'gauc'))} | {mean(lambda m: cold(m, ['0', '1-4']))} | "
+                     f"{mean(lambda m: cold(m, ['5-19']))} |")
+    oracle = results["rows"][-1]["metrics"].get("oracle")
+    if oracle:
+        lines.append(f"| oracle (true probabilities) | {oracle['click']['auc']:.4f} | "
+                     f"{oracle['click']['p@2']:.4f} | {oracle['order']['auc']:.4f} | "
+                     f"{oracle['cart']['auc']:.4f} | {oracle['click']['gauc']:.4f} | "
+                     f"{cold(oracle_like(oracle), ['0', '1-4']):.4f} | "
+                     f"{cold(oracle_like(oracle), ['5-19']):.4f} |")
+    return "\n".join(lines)
+
+
+def _mean(rows, get) -> str:
+    """Mean over seeds, with the standard deviation when there are several."""
+    import numpy as np
+
+    vals = [v for v in (get(m) for m in rows) if v is not None and not np.isnan(v)]
+    if not vals:
+        return "-"
+    return f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else "")
+
+
+def oracle_like(oracle: dict) -> dict:
+    return {"tasks": oracle}
+
+
+def cold(m, names):
+    import numpy as np
+
+    b = m["tasks"]["click"]["auc_by_frequency"]
+    return float(np.mean([b[n]["auc"] for n in names if b[n]["auc"] is not None] or [np.nan]))
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label in ("URM wo. PPM", "URM + PPM (finetune)", "Base"):
+        rows = [r["metrics"] for r in results["rows"] if r["label"] == label]
+        if not rows:
+            continue
+        buckets = list(rows[0]["tasks"]["click"]["auc_by_frequency"])
+        vals = [[m["tasks"]["click"]["auc_by_frequency"][b]["auc"] for m in rows]
+                for b in buckets]
+        ax.plot(buckets, [sum(v) / len(v) if None not in v else float("nan") for v in vals],
+                marker="o", label=label)
+    ax.set_xlabel("target item: appearances in train_large")
+    ax.set_ylabel("click AUC on the test day")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_root", default="runs/demo",
+                        help="A demo folder with dataset/, examples/, embeddings/.")
+    parser.add_argument("--preset", default="demo", help="Training preset.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="Seeds to average.")
+    parser.add_argument("--verbose", type=int, default=2)
+    parser.add_argument("--one_pass", action=argparse.BooleanOptionalAction, default=True,
+                        help="Train every model for one pass over its window (default), "
+                        "rather than the preset's train_steps.")
+    parser.add_argument("--out", default=common.result_path("table3"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    results = run(args)
+    results["machine"] = common.machine()
+    results["table"] = table(results)
+    common.write_result(args.out, results)
+    plot(results, args.out.replace(".json", "_cold_start.png"))
+    print(results["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
