@@ -212,3 +212,19 @@ def test_cli_refuses_a_urm_without_pretrained_ppm(tiny_world, tiny_examples, tin
 def test_latest_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         checkpoints.latest(str(tmp_path))
+
+
+@pytest.mark.parametrize("trainer", [{"mixed_precision": True}, {"jit_compile": True}],
+                         ids=["mixed_float16", "xla"])
+def test_mixed_precision_and_xla_train_and_evaluate(trainer, ppm_run, tiny_world,
+                                                    tiny_examples, tiny_cache, tmp_path):
+    c = tiny_config("urm", tiny_world, tiny_examples, tiny_cache, trainer=trainer,
+                    model={"ppm_checkpoint": ppm_run[0]})
+    run = str(tmp_path / "run")
+    summary = train.train(c, run, verbose=0)
+    assert summary["steps"] == 4 and np.isfinite(summary["final"]["loss"])
+    from tf_keras import mixed_precision
+
+    assert mixed_precision.global_policy().name == "float32"  # restored after training
+    result = evaluate.evaluate_run(run, progress=False)
+    assert 0.0 <= result["tasks"]["click"]["auc"] <= 1.0

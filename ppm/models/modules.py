@@ -97,7 +97,9 @@ class ModalItemEmbedding(keras.layers.Layer):
     def call(self, features, prefix: str = ""):
         looked_up = self.cache(features[prefix + "item_id"])
         flags = tf.cast(looked_up["flags"], tf.int32)
-        return looked_up["embedding"] + self.flag_embedding(flags[..., 0] + 2 * flags[..., 1])
+        # The table is float32; under mixed precision the tokens are float16.
+        return (tf.cast(looked_up["embedding"], self.compute_dtype)
+                + self.flag_embedding(flags[..., 0] + 2 * flags[..., 1]))
 
     def get_config(self):
         return {**super().get_config(), "cache": keras.layers.serialize(self.cache),

@@ -57,7 +57,7 @@ class URM(RankingModel):
             parts += list(self.ppm(features, training=training and self.ppm.trainable))
         parts += [emb(features[name]) for name, emb in zip(self.profile_features,
                                                           self.profile_embeddings)]
-        return tf.concat(parts, axis=-1)
+        return tf.concat([tf.cast(p, self.compute_dtype) for p in parts], axis=-1)
 
     def call(self, features, training=None):
         return self.mmoe(self.representation(features, training=training), training=training)
