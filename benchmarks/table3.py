@@ -1,7 +1,7 @@
 """Benchmark: the analogue of PPM Table 3 and the cold-start curve on a synthetic world.
 
 Trains, on the same examples and cache, with the same preset and seed, each model for one
-pass over its training window (``--no-one_pass``: the preset's steps):
+pass over its training window (``--passes N``: N passes; 0: the preset's steps):
 
 - ``base``: ID and modal features of each item concatenated, one shared transformer;
 - ``urm_wo_ppm``: IDSM + MMoE, no modal features (the paper's "URM wo. PPM");
@@ -27,7 +27,6 @@ Writes ``benchmarks/results/table3.json`` and ``table3_cold_start.png``; runs go
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import sys
@@ -47,13 +46,14 @@ ROWS = (  # (label, experiment, train window)
 )
 
 
-def one_pass(examples: str, window: str, batch: int, interval: int) -> int:
-    """Steps of one pass over a window, rounded down to whole checkpoint intervals."""
+def passes_steps(examples: str, window: str, batch: int, interval: int,
+                 passes: float) -> int:
+    """Steps of ``passes`` passes over a window, rounded down to whole checkpoint intervals."""
     import json
 
     with open(os.path.join(examples, "stats.json")) as f:
         n = json.load(f)["windows"][window]["examples"]
-    return max(interval, n // batch // interval * interval)
+    return max(interval, int(passes * n / batch) // interval * interval)
 
 
 def run(args) -> dict:
@@ -63,15 +63,16 @@ def run(args) -> dict:
     data = {"data": {"dataset": os.path.join(root, "dataset"),
                      "examples": os.path.join(root, "examples"),
                      "embeddings": os.path.join(root, "embeddings")}}
-    results = {"preset": args.preset, "run_root": root, "seeds": args.seeds, "rows": []}
+    results = {"preset": args.preset, "run_root": root, "seeds": args.seeds,
+               "passes": args.passes, "rows": []}
     for seed in args.seeds:
-        out = os.path.join(root, "table3", f"seed{seed}")
+        out = os.path.join(root, "table3", f"passes{args.passes:g}_seed{seed}")
         pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
         pre.override({"data": {**data["data"], "seed": seed}})
-        if args.one_pass:
-            pre.override({"trainer": {"train_steps": one_pass(
+        if args.passes:
+            pre.override({"trainer": {"train_steps": passes_steps(
                 data["data"]["examples"], "pretrain", pre.data.global_batch_size,
-                pre.trainer.checkpoint_interval)}})
+                pre.trainer.checkpoint_interval, args.passes)}})
         ppm_dir = os.path.join(out, "ppm_pretrain")
         train.train(pre, ppm_dir, verbose=args.verbose)
         pre_metrics = evaluate.evaluate_run(ppm_dir, "test", progress=False)
@@ -81,10 +82,10 @@ def run(args) -> dict:
         for label, experiment, window in ROWS:
             c = configs.resolve(experiment, args.preset, validate=False)
             c.override({"data": {**data["data"], "train_window": window, "seed": seed}})
-            if args.one_pass:
-                c.override({"trainer": {"train_steps": one_pass(
+            if args.passes:
+                c.override({"trainer": {"train_steps": passes_steps(
                     data["data"]["examples"], window, c.data.global_batch_size,
-                    c.trainer.checkpoint_interval)}})
+                    c.trainer.checkpoint_interval, args.passes)}})
             if c.model.name == "urm" and c.model.ppm_init != "random":
                 c.override({"model": {"ppm_checkpoint": ppm_dir}})
             c.validate()
@@ -99,52 +100,59 @@ def run(args) -> dict:
     return results
 
 
-def table(results: dict) -> str:
-    """Markdown table: mean (± std over seeds) of AUC and P@2 per task, and cold AUC (click)."""
+def _labels(results: dict) -> list[str]:
     labels = []
     for r in results["rows"]:
         if r["label"] not in labels:
             labels.append(r["label"])
-    head = ("| model | click AUC | click P@2 | order AUC | cart AUC | click GAUC | "
-            "click AUC, items seen 0-4x | click AUC, 5-19x |")
-    lines = [head, "|" + "---|" * 8]
-    for label in labels:
-        rows = [r["metrics"] for r in results["rows"] if r["label"] == label]
-        mean = functools.partial(_mean, rows)
-        t = lambda task, key: (lambda m: m["tasks"].get(task, {}).get(key))  # noqa: E731
-        lines.append(f"| {label} | {mean(t('click', 'auc'))} | {mean(t('click', 'p@2'))} | "
-                     f"{mean(t('order', 'auc'))} | {mean(t('cart', 'auc'))} | "
-                     f"{mean(t('click', 'gauc'))} | {mean(lambda m: cold(m, ['0', '1-4']))} | "
-                     f"{mean(lambda m: cold(m, ['5-19']))} |")
-    oracle = results["rows"][-1]["metrics"].get("oracle")
-    if oracle:
-        lines.append(f"| oracle (true probabilities) | {oracle['click']['auc']:.4f} | "
-                     f"{oracle['click']['p@2']:.4f} | {oracle['order']['auc']:.4f} | "
-                     f"{oracle['cart']['auc']:.4f} | {oracle['click']['gauc']:.4f} | "
-                     f"{cold(oracle_like(oracle), ['0', '1-4']):.4f} | "
-                     f"{cold(oracle_like(oracle), ['5-19']):.4f} |")
-    return "\n".join(lines)
+    return labels
 
 
 def _mean(rows, get) -> str:
     """Mean over seeds, with the standard deviation when there are several."""
     import numpy as np
 
-    vals = [v for v in (get(m) for m in rows) if v is not None and not np.isnan(v)]
+    vals = [v for v in (get(m) for m in rows) if v is not None]
     if not vals:
         return "-"
     return f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else "")
 
 
-def oracle_like(oracle: dict) -> dict:
-    return {"tasks": oracle}
+def _metric(task: str, key: str):
+    return lambda m: m["tasks"].get(task, {}).get(key)
 
 
-def cold(m, names):
-    import numpy as np
+def _bucket(name: str):
+    return lambda m: m["tasks"]["click"]["auc_by_frequency"][name]["auc"]
 
-    b = m["tasks"]["click"]["auc_by_frequency"]
-    return float(np.mean([b[n]["auc"] for n in names if b[n]["auc"] is not None] or [np.nan]))
+
+def table(results: dict) -> str:
+    """Markdown: mean (± std over seeds) of AUC, P@2 and GAUC per task, and the oracle."""
+    cols = [("click AUC", _metric("click", "auc")), ("click P@2", _metric("click", "p@2")),
+            ("click GAUC", _metric("click", "gauc")), ("order AUC", _metric("order", "auc")),
+            ("order P@2", _metric("order", "p@2")), ("cart AUC", _metric("cart", "auc"))]
+    return _markdown(results, cols)
+
+
+def cold_table(results: dict) -> str:
+    """Markdown: click AUC by target-item frequency bucket (PPM Fig. 2)."""
+    first = results["rows"][-1]["metrics"]["tasks"]["click"]["auc_by_frequency"]
+    cols = [(f"seen {b}x ({v['examples']:,} ex., {v['positives']} clicks)", _bucket(b))
+            for b, v in first.items()]
+    return _markdown(results, cols)
+
+
+def _markdown(results: dict, cols) -> str:
+    lines = ["| model | " + " | ".join(c for c, _ in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for label in _labels(results):
+        rows = [r["metrics"] for r in results["rows"] if r["label"] == label]
+        lines.append(f"| {label} | " + " | ".join(_mean(rows, get) for _, get in cols) + " |")
+    oracle = results["rows"][-1]["metrics"].get("oracle")
+    if oracle:
+        lines.append("| oracle (true probabilities) | " + " | ".join(
+            _mean([{"tasks": oracle}], get) for _, get in cols) + " |")
+    return "\n".join(lines)
 
 
 def plot(results: dict, path: str) -> None:
@@ -177,18 +185,20 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="demo", help="Training preset.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="Seeds to average.")
     parser.add_argument("--verbose", type=int, default=2)
-    parser.add_argument("--one_pass", action=argparse.BooleanOptionalAction, default=True,
-                        help="Train every model for one pass over its window (default), "
-                        "rather than the preset's train_steps.")
+    parser.add_argument("--passes", type=float, default=1.0,
+                        help="Train every model (and PPM) for this many passes over its "
+                        "window (default 1); 0 keeps the preset's train_steps.")
     parser.add_argument("--out", default=common.result_path("table3"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     results = run(args)
     results["machine"] = common.machine()
     results["table"] = table(results)
+    results["cold_start_table"] = cold_table(results)
     common.write_result(args.out, results)
     plot(results, args.out.replace(".json", "_cold_start.png"))
     print(results["table"])
+    print(results["cold_start_table"])
     return 0
 
 
