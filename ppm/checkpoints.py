@@ -57,7 +57,7 @@ def load_ppm_module(model, path: str) -> str:
     return ckpt
 
 
-def warm_start(model, template, path: str, vocab_of) -> dict:
+def warm_start(model, template, path: str) -> dict:
     """Initialises ``model`` from another run's checkpoint (PPM Fig. 3 daily updates).
 
     ``template`` is the same architecture built with the *old* run's vocabularies; it is
@@ -67,9 +67,8 @@ def warm_start(model, template, path: str, vocab_of) -> dict:
 
     Args:
       model: the new model, built.
-      template: the old architecture, built.
+      template: the old architecture (the old run's vocabularies), built.
       path: run folder or checkpoint.
-      vocab_of: ``layer -> vocabulary`` of the old run's :class:`IdEmbedding` layers.
 
     Returns:
       Counts: ``copied`` variables, ``remapped`` tables, ``ids_kept`` / ``ids_new`` rows.
@@ -89,7 +88,7 @@ def warm_start(model, template, path: str, vocab_of) -> dict:
         if id(old) in cache_vars:
             continue
         if id(old) in old_layers:
-            old_vocab = vocab_of(old_layers[id(old)])
+            old_vocab = old_layers[id(old)].vocabulary
             layer = new_layers[id(new)]
             value = new.numpy()
             old_value = old.numpy()

@@ -92,7 +92,7 @@ class _CheckpointAndSpeed(keras.callbacks.Callback):
                     int(self.model.optimizer.iterations.numpy()), path, speed)
 
 
-def _template_inputs(config, inputs, init_dir: str):
+def _template_inputs(inputs, init_dir: str):
     """Inputs of the old run's architecture, for a warm start (its vocabularies and cache rows)."""
     vocab_dir = os.path.join(init_dir, factory.VOCAB_DIR)
     vocabs = (factory.read_vocabularies(vocab_dir) if tf.io.gfile.exists(vocab_dir)
@@ -120,17 +120,9 @@ def build(config, inputs, init_checkpoint: str | None = None):
     dummy = factory.dummy_features(inputs.schema)
     model(dummy)
     if init_checkpoint:
-        template = factory.build_model(config, _template_inputs(config, inputs,
-                                                                init_checkpoint))
+        template = factory.build_model(config, _template_inputs(inputs, init_checkpoint))
         template(dummy)
-        vocab_dir = os.path.join(init_checkpoint, factory.VOCAB_DIR)
-        old_vocabs = (factory.read_vocabularies(vocab_dir) if tf.io.gfile.exists(vocab_dir)
-                      else inputs.vocabularies)
-        by_layer = {}
-        for field, vocab in old_vocabs.items():
-            by_layer[f"{field}_embedding"] = vocab
-        checkpoints.warm_start(model, template, init_checkpoint,
-                               lambda layer: by_layer[layer.name])
+        checkpoints.warm_start(model, template, init_checkpoint)
     m = config.model
     if m.name == "urm" and m.ppm_init in ("frozen", "finetune"):
         checkpoints.load_ppm_module(model, m.ppm_checkpoint)
