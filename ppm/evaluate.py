@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from ppm import checkpoints, metrics
+from ppm import checkpoints, configs, metrics
 from ppm.data import canonical, pipeline
 from ppm.models import factory
 
@@ -28,9 +28,7 @@ META = ("request_id", "user_id", "item_id", "item_freq")
 
 def load_model(run_dir: str, config=None):
     """Rebuilds the run's model and restores its latest checkpoint (no optimizer)."""
-    from ppm import train  # noqa: PLC0415 - avoids a cycle (train imports evaluate's users)
-
-    config = config or train.read_run_config(run_dir)
+    config = config or configs.read_run_config(run_dir)
     inputs = factory.load_inputs(config, run_dir=run_dir)
     model = factory.build_model(config, inputs)
     model(factory.dummy_features(inputs.schema))

@@ -38,7 +38,7 @@ from ppm.data import pipeline
 from ppm.models import factory
 
 logger = logging.getLogger(__name__)
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = configs.RUN_CONFIG_FILE
 SUMMARY_FILE = "train_summary.json"
 DEMO_RUNS = "runs/demo/train"
 
@@ -47,20 +47,11 @@ def train_files(config) -> list[str]:
     return pipeline.list_files(os.path.join(config.data.examples, config.data.train_window))
 
 
-def read_run_config(run_dir: str) -> configs.ExperimentConfig:
-    """The resolved config of a run folder."""
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} is missing: {run_dir} is not a training run")
-    c = configs.ExperimentConfig()
-    return hyperparams.override_params_dict(c, path, is_strict=True)
-
-
 def _check_same_run(config, run_dir: str) -> None:
     """Refuses to resume a run folder with a different model or data config."""
     if not tf.io.gfile.exists(os.path.join(run_dir, CONFIG_FILE)):
         return
-    old = read_run_config(run_dir).as_dict()
+    old = configs.read_run_config(run_dir).as_dict()
     new = config.as_dict()
     diff = [f"{section}.{k}" for section in ("model", "data") for k in new[section]
             if new[section][k] != old[section][k]]

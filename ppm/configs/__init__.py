@@ -12,7 +12,15 @@ from ppm.configs.definitions import (
                                      TrainerConfig,
                                      TransformerConfig,
 )
-from ppm.configs.experiments import EXPERIMENTS, PRESETS, get_config, resolve
+from ppm.configs.experiments import (
+                                     EXPERIMENTS,
+                                     PRESETS,
+                                     RUN_CONFIG_FILE,
+                                     get_config,
+                                     read_run_config,
+                                     resolve,
+)
 
 __all__ = ["DataConfig", "ExperimentConfig", "ModelConfig", "RuntimeConfig", "TrainerConfig",
-           "TransformerConfig", "EXPERIMENTS", "PRESETS", "get_config", "resolve"]
+           "TransformerConfig", "EXPERIMENTS", "PRESETS", "RUN_CONFIG_FILE", "get_config",
+           "read_run_config", "resolve"]

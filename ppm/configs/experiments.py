@@ -10,6 +10,9 @@ registered with ``official.core.exp_factory`` as ``<preset>_<experiment>`` (e.g.
 
 from __future__ import annotations
 
+import os
+
+import tensorflow as tf
 from official.core import exp_factory
 from official.modeling import hyperparams
 
@@ -25,6 +28,7 @@ EXPERIMENTS = {
     "base": ("base", "random", "train_large"),
 }
 PRESETS = ("paper", "demo", "tiny")
+RUN_CONFIG_FILE = "config.yaml"  # the resolved config, in every run folder
 
 
 def paper() -> ExperimentConfig:
@@ -126,3 +130,15 @@ def resolve(experiment: str, preset: str = "demo", config_files=(),
     if validate:
         c.validate()
     return c
+
+
+def read_run_config(run_dir: str) -> ExperimentConfig:
+    """The resolved config that ``python -m ppm.train`` wrote into a run folder.
+
+    Raises:
+      FileNotFoundError: ``run_dir`` is not a training run.
+    """
+    path = os.path.join(run_dir, RUN_CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} is missing: {run_dir} is not a training run")
+    return hyperparams.override_params_dict(ExperimentConfig(), path, is_strict=True)
