@@ -64,19 +64,21 @@ def run(args) -> dict:
                      "examples": os.path.join(root, "examples"),
                      "embeddings": os.path.join(root, "embeddings")}}
     results = {"preset": args.preset, "run_root": root, "seeds": args.seeds,
-               "passes": args.passes, "rows": []}
+               "passes": args.passes, "ppm_passes": args.ppm_passes, "rows": []}
     for seed in args.seeds:
-        out = os.path.join(root, "table3", f"passes{args.passes:g}_seed{seed}")
+        out = os.path.join(root, "table3", f"passes{args.passes:g}_ppm{args.ppm_passes}_seed{seed}")
         pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
         pre.override({"data": {**data["data"], "seed": seed}})
-        if args.passes:
+        ppm_passes = args.passes if args.ppm_passes is None else args.ppm_passes
+        if ppm_passes:
             pre.override({"trainer": {"train_steps": passes_steps(
                 data["data"]["examples"], "pretrain", pre.data.global_batch_size,
-                pre.trainer.checkpoint_interval, args.passes)}})
+                pre.trainer.checkpoint_interval, ppm_passes)}})
         ppm_dir = os.path.join(out, "ppm_pretrain")
         train.train(pre, ppm_dir, verbose=args.verbose)
         pre_metrics = evaluate.evaluate_run(ppm_dir, "test", progress=False)
         results["rows"].append({"label": "PPM alone (ID-free, pretrain window)",
+                                "ppm_train_steps": pre.trainer.train_steps,
                                 "experiment": "ppm_pretrain", "seed": seed,
                                 "metrics": pre_metrics})
         for label, experiment, window in ROWS:
@@ -188,6 +190,9 @@ def main(argv=None) -> int:
     parser.add_argument("--passes", type=float, default=1.0,
                         help="Train every model (and PPM) for this many passes over its "
                         "window (default 1); 0 keeps the preset's train_steps.")
+    parser.add_argument("--ppm_passes", type=float, default=None,
+                        help="Passes of PPM pre-training over the pretrain window (default: "
+                        "--passes).")
     parser.add_argument("--out", default=common.result_path("table3"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
