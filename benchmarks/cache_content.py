@@ -87,9 +87,7 @@ def main(argv=None) -> int:
     }
     result["machine"] = common.machine()
     common.write_result(args.out, result)
-    for k, v in result.items():
-        if k != "machine":
-            print(f"{k}: {v}")
+    common.print_result(result)
     return 0
 
 

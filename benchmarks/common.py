@@ -33,6 +33,13 @@ def write_result(path: str, result: dict) -> None:
         f.write("\n")
 
 
+def print_result(result: dict) -> None:
+    """Prints a result's fields, one per line, without the machine description."""
+    for k, v in result.items():
+        if k != "machine":
+            print(f"{k}: {v}")
+
+
 def best(runs: list[dict], key: str, higher_is_better: bool) -> dict:
     """The best of repeated measurements, with every run's ``key`` under ``all_<key>``."""
     pick = max if higher_is_better else min

@@ -99,9 +99,7 @@ def main(argv=None) -> int:
     result["machine"] = common.machine(tensorflow=tf.__version__,
                                        gpus=len(tf.config.list_physical_devices("GPU")))
     common.write_result(args.out, result)
-    for k, v in result.items():
-        if k != "machine":
-            print(f"{k}: {v}")
+    common.print_result(result)
     return 0
 
 
