@@ -1,0 +1,155 @@
+"""Export a trained ranking model as a versioned SavedModel for TF Serving: ``python -m ppm.export``.
+
+    python -m ppm.export --run runs/demo/train/demo_urm --name urm [--version N] \\
+        [--base_dir saved_models]
+
+Layout (what TF Serving polls): ``<base_dir>/<name>/<version>/`` with ``saved_model.pb``,
+``variables/`` and ``assets.extra/tf_serving_warmup_requests``. The version folder appears
+atomically: the model is written to a hidden temporary folder beside it and renamed, so a
+server polling ``<base_dir>/<name>`` never sees half a model. Without ``--version`` the next
+integer after the highest existing version is used.
+
+The ``serving_default`` signature takes the raw request features named and typed by
+:mod:`ppm.features` (target ids, position, history ids, positions, recency buckets and length,
+user profile), histories as ``[batch, any length]`` (padded or cut to the model's
+``max_history`` inside), and returns ``p_<task>`` float32 ``[batch]`` for every task. The
+embedding cache table and the id-to-row hash tables are inside the SavedModel: a request carries
+only ids, and unknown ids use the reserved rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from ppm import features
+
+logger = logging.getLogger(__name__)
+WARMUP_FILE = "tf_serving_warmup_requests"
+SIGNATURE = "serving_default"
+_VERSION = re.compile(r"^\d+$")
+
+
+def input_signature(schema: features.FeatureSchema) -> dict:
+    """``{name: tf.TensorSpec}`` of the serving inputs (model inputs of the schema)."""
+    specs = {}
+    for name in features.model_input_names(schema):
+        f = schema[name]
+        dtype = tf.string if f.dtype == features.STRING else tf.int64
+        specs[name] = tf.TensorSpec([None, None] if f.sequence else [None], dtype, name=name)
+    return specs
+
+
+class ServingModule(tf.Module):
+    """Wraps a ranking model with the ``serving_default`` signature."""
+
+    def __init__(self, model, schema: features.FeatureSchema):
+        super().__init__()
+        self.model = model
+        self._schema = schema
+        self.serve = tf.function(self._serve, input_signature=[input_signature(schema)])
+
+    def _serve(self, inputs):
+        feats = {}
+        width = self._schema.max_history
+        for name, value in inputs.items():
+            f = self._schema[name]
+            if f.sequence:  # pad (with the schema's padding value) or cut to max_history
+                pad = tf.maximum(width - tf.shape(value)[1], 0)
+                value = tf.pad(value, [[0, 0], [0, pad]], constant_values=f.default)
+                value = value[:, :width]
+            feats[name] = value
+        return {f"p_{t}": v for t, v in self.model.probabilities(feats, training=False).items()}
+
+
+def next_version(model_dir: str) -> int:
+    """1 + the highest integer version folder in ``model_dir`` (1 when there is none)."""
+    if not tf.io.gfile.isdir(model_dir):
+        return 1
+    versions = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(model_dir)
+                if _VERSION.match(n.rstrip("/"))]
+    return max(versions, default=0) + 1
+
+
+def warmup_requests(name: str, features_batch: dict, schema, count: int = 4) -> list:
+    """TF Serving ``PredictionLog`` records (Predict requests) built from one example batch."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    logs = []
+    for i in range(count):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = name
+        request.model_spec.signature_name = SIGNATURE
+        for key in features.model_input_names(schema):
+            value = np.asarray(features_batch[key])[i:i + 1]
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        logs.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def export(run_dir: str, name: str, base_dir: str = "saved_models",
+           version: int | None = None, warmup_split: str = "test") -> str:
+    """Exports the run's latest checkpoint; returns the version folder.
+
+    Raises:
+      FileExistsError: the version folder exists.
+      FileNotFoundError: not a run folder, or no checkpoint.
+    """
+    from ppm import evaluate  # noqa: PLC0415 - loads the model (Keras 2)
+    from ppm.data import pipeline
+
+    model, inputs, config = evaluate.load_model(run_dir)
+    model_dir = os.path.join(base_dir, name)
+    version = version or next_version(model_dir)
+    final = os.path.join(model_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise FileExistsError(f"{final} exists: choose another --version")
+    tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
+    module = ServingModule(model, inputs.schema)
+    try:
+        tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.serve})
+        files = pipeline.list_files(os.path.join(config.data.examples, warmup_split))
+        batch, _ = next(iter(pipeline.make_dataset(files, inputs.schema, 4, training=False)))
+        extra = os.path.join(tmp, "assets.extra")
+        tf.io.gfile.makedirs(extra)
+        with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as w:
+            for log in warmup_requests(name, {k: v.numpy() for k, v in batch.items()},
+                                       inputs.schema, count=len(batch["item_id"])):
+                w.write(log.SerializeToString())
+        tf.io.gfile.rename(tmp, final)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("Exported %s (%s) to %s", run_dir, config.model.name, final)
+    return final
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ppm.export", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="A run folder of python -m ppm.train.")
+    parser.add_argument("--name", required=True, help="Model name (folder under --base_dir, "
+                        "and the name clients ask TF Serving for).")
+    parser.add_argument("--version", type=int, default=None,
+                        help="Integer version (default: the next one).")
+    parser.add_argument("--base_dir", default="saved_models",
+                        help="Folder of exported models (TF Serving's base paths).")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.version is not None and args.version < 1:
+        parser.error("--version must be a positive integer")
+    print(export(args.run, args.name, args.base_dir, args.version))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
