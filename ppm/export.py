@@ -1,4 +1,4 @@
-"""Export a trained ranking model as a versioned SavedModel for TF Serving: ``python -m ppm.export``.
+"""Export a trained ranking model as a versioned SavedModel for TF Serving (`ppm.export`).
 
     python -m ppm.export --run runs/demo/train/demo_urm --name urm [--version N] \\
         [--base_dir saved_models]
