@@ -60,19 +60,17 @@ def run(args) -> dict:
     from ppm import configs, evaluate, train
 
     root = args.run_root
-    data = {"data": {"dataset": os.path.join(root, "dataset"),
-                     "examples": os.path.join(root, "examples"),
-                     "embeddings": os.path.join(root, "embeddings")}}
+    paths = configs.data_paths(root)
     results = {"preset": args.preset, "run_root": root, "seeds": args.seeds,
                "passes": args.passes, "ppm_passes": args.ppm_passes, "rows": []}
     for seed in args.seeds:
         out = os.path.join(root, "table3", f"passes{args.passes:g}_ppm{args.ppm_passes}_seed{seed}")
         pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
-        pre.override({"data": {**data["data"], "seed": seed}})
+        pre.override({"data": {**paths, "seed": seed}})
         ppm_passes = args.passes if args.ppm_passes is None else args.ppm_passes
         if ppm_passes:
             pre.override({"trainer": {"train_steps": passes_steps(
-                data["data"]["examples"], "pretrain", pre.data.global_batch_size,
+                paths["examples"], "pretrain", pre.data.global_batch_size,
                 pre.trainer.checkpoint_interval, ppm_passes)}})
         ppm_dir = os.path.join(out, "ppm_pretrain")
         train.train(pre, ppm_dir, verbose=args.verbose)
@@ -83,10 +81,10 @@ def run(args) -> dict:
                                 "metrics": pre_metrics})
         for label, experiment, window in ROWS:
             c = configs.resolve(experiment, args.preset, validate=False)
-            c.override({"data": {**data["data"], "train_window": window, "seed": seed}})
+            c.override({"data": {**paths, "train_window": window, "seed": seed}})
             if args.passes:
                 c.override({"trainer": {"train_steps": passes_steps(
-                    data["data"]["examples"], window, c.data.global_batch_size,
+                    paths["examples"], window, c.data.global_batch_size,
                     c.trainer.checkpoint_interval, args.passes)}})
             if c.model.name == "urm" and c.model.ppm_init != "random":
                 c.override({"model": {"ppm_checkpoint": ppm_dir}})

@@ -52,9 +52,7 @@ def train_speed(root: str, batch: int, steps: int, **trainer) -> float:
     from ppm import configs, train
 
     c = configs.resolve("urm_ppm_random", "paper", validate=False)
-    c.override({"data": {"dataset": os.path.join(root, "dataset"),
-                         "examples": os.path.join(root, "examples"),
-                         "embeddings": os.path.join(root, "embeddings"),
+    c.override({"data": {**configs.data_paths(root),
                          "global_batch_size": batch, "shuffle_buffer": 20_000},
                 "trainer": {"train_steps": 2 * steps, "checkpoint_interval": steps,
                             **trainer}})

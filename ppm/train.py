@@ -214,9 +214,7 @@ def _is_demo(config) -> bool:
 
 def _demo_paths(config, run_root: str) -> None:
     """Points the data config at ``run_root`` (the demo's folders)."""
-    config.override({"data": {"dataset": os.path.join(run_root, "dataset"),
-                              "examples": os.path.join(run_root, "examples"),
-                              "embeddings": os.path.join(run_root, "embeddings")}})
+    config.override({"data": configs.data_paths(run_root)})
 
 
 def pretrained_ppm(preset: str, run_root: str, verbose: int) -> str:

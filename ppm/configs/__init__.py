@@ -16,11 +16,12 @@ from ppm.configs.experiments import (
                                      EXPERIMENTS,
                                      PRESETS,
                                      RUN_CONFIG_FILE,
+                                     data_paths,
                                      get_config,
                                      read_run_config,
                                      resolve,
 )
 
 __all__ = ["DataConfig", "ExperimentConfig", "ModelConfig", "RuntimeConfig", "TrainerConfig",
-           "TransformerConfig", "EXPERIMENTS", "PRESETS", "RUN_CONFIG_FILE", "get_config",
-           "read_run_config", "resolve"]
+           "TransformerConfig", "EXPERIMENTS", "PRESETS", "RUN_CONFIG_FILE", "data_paths",
+           "get_config", "read_run_config", "resolve"]

@@ -97,6 +97,12 @@ for _experiment in EXPERIMENTS:
             _factory(_experiment, _preset))
 
 
+def data_paths(root: str) -> dict:
+    """The ``data`` fields for a folder laid out like ``runs/demo`` (``python -m ppm.demo``):
+    ``dataset/``, ``examples/`` and ``embeddings/`` under ``root``."""
+    return {name: os.path.join(root, name) for name in ("dataset", "examples", "embeddings")}
+
+
 def get_config(experiment: str, preset: str = "demo") -> ExperimentConfig:
     """The registered config ``<preset>_<experiment>`` (or ``experiment`` if already full).
 
