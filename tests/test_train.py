@@ -228,3 +228,21 @@ def test_mixed_precision_and_xla_train_and_evaluate(trainer, ppm_run, tiny_world
     assert mixed_precision.global_policy().name == "float32"  # restored after training
     result = evaluate.evaluate_run(run, progress=False)
     assert 0.0 <= result["tasks"]["click"]["auc"] <= 1.0
+
+
+def test_resume_keeps_the_vocabulary_the_model_was_built_from(tiny_world, tiny_examples,
+                                                              tiny_cache, tmp_path):
+    examples = str(tmp_path / "examples")
+    shutil.copytree(tiny_examples[0], examples)
+    c = tiny_config("urm_wo_ppm", tiny_world, (examples, None), tiny_cache)
+    run = str(tmp_path / "run")
+    train.train(c, run, verbose=0)
+    recorded = open(os.path.join(run, "vocab", "item_id.tsv")).read()
+    # The examples are rebuilt in place with another vocabulary; the run is restarted.
+    path = os.path.join(examples, "vocab", "item_id.tsv")
+    with open(path, "w") as f:
+        f.write("brand-new-item\t5\n")
+    train.train(c, run, verbose=0)
+    assert open(os.path.join(run, "vocab", "item_id.tsv")).read() == recorded
+    model, _, _ = evaluate.load_model(run)  # rebuilt from the recorded vocabulary
+    assert model.idsm.embedders[0].embeddings[0].vocabulary[0] != "brand-new-item"

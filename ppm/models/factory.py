@@ -90,15 +90,22 @@ def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
 
 
 def record_inputs(inputs: ModelInputs, config, run_dir: str) -> None:
-    """Copies the vocabularies and the cache identity into the run folder."""
-    src = os.path.join(config.data.examples, VOCAB_DIR)
+    """Copies the vocabularies and the cache identity into a new run folder.
+
+    A run that already has them (a resume) keeps them: :func:`load_inputs` built its model from
+    them and checked the cache against them, so the examples' current files must not replace
+    them.
+    """
     dst = os.path.join(run_dir, VOCAB_DIR)
-    tf.io.gfile.makedirs(dst)
-    for field in features.ID_FIELDS:
-        tf.io.gfile.copy(os.path.join(src, f"{field}.tsv"), os.path.join(dst, f"{field}.tsv"),
-                         overwrite=True)
-    if inputs.cache is not None:
-        with tf.io.gfile.GFile(os.path.join(run_dir, CACHE_FILE), "w") as f:
+    if not tf.io.gfile.exists(dst):
+        src = os.path.join(config.data.examples, VOCAB_DIR)
+        tf.io.gfile.makedirs(dst)
+        for field in features.ID_FIELDS:
+            tf.io.gfile.copy(os.path.join(src, f"{field}.tsv"),
+                             os.path.join(dst, f"{field}.tsv"), overwrite=True)
+    identity_path = os.path.join(run_dir, CACHE_FILE)
+    if inputs.cache is not None and not tf.io.gfile.exists(identity_path):
+        with tf.io.gfile.GFile(identity_path, "w") as f:
             json.dump(cache_lib.identity(inputs.cache.manifest), f, indent=2)
 
 
