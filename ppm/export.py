@@ -57,6 +57,8 @@ class ServingModule(tf.Module):
         self.serve = tf.function(self._serve, input_signature=[input_signature(schema)])
 
     def _serve(self, inputs):
+        with tf.control_dependencies(self._check_shapes(inputs)):  # checked before use
+            inputs = {k: tf.identity(v) for k, v in inputs.items()}
         feats = {}
         width = self._schema.max_history
         for name, value in inputs.items():
@@ -67,6 +69,30 @@ class ServingModule(tf.Module):
                 value = value[:, :width]
             feats[name] = value
         return {f"p_{t}": v for t, v in self.model.probabilities(feats, training=False).items()}
+
+    def _check_shapes(self, inputs):
+        """INVALID_ARGUMENT (in TF Serving too) for inconsistent batch sizes or history widths,
+        and for ``hist_len`` outside ``[0, history width]``: these would otherwise be scored
+        silently wrong (a history padded with empty items counted as real ones)."""
+        names = sorted(inputs)
+        checks = []
+        batch = tf.shape(inputs["item_id"])[0]
+        seqs = [n for n in names if self._schema[n].sequence]
+        width = tf.shape(inputs[seqs[0]])[1]
+        for n in names:
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(inputs[n])[0], batch,
+                message=f"input {n} has another batch size (0th dimension) than item_id"))
+        for n in seqs[1:]:
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(inputs[n])[1], width,
+                message=f"history input {n} has another length (1st dimension) than {seqs[0]}"))
+        hist_len = inputs["hist_len"]
+        checks.append(tf.debugging.assert_non_negative(hist_len, message="hist_len must be >= 0"))
+        checks.append(tf.debugging.assert_less_equal(
+            hist_len, tf.cast(width, hist_len.dtype),
+            message="hist_len is larger than the history sent (its 1st dimension)"))
+        return checks
 
 
 def next_version(model_dir: str) -> int:
