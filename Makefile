@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-all demo lint benchmarks clean
+.PHONY: venv test test-all demo serve lint benchmarks clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,23 @@ test-all: venv
 
 demo: venv
 	$(PY) -m ppm.demo
+
+# Serves saved_models/ (python -m ppm.export, or make demo) on gRPC port 8500: real TF Serving
+# when tensorflow_model_server is on PATH (REST on 8501, batching, Prometheus), otherwise the
+# local server of the same gRPC API (ppm.serving.server). Run from the repository root.
+SERVING_FLAGS := --port=8500 --rest_api_port=8501 \
+	--model_config_file=serving_config/models.config \
+	--enable_batching --batching_parameters_file=serving_config/batching.config \
+	--monitoring_config_file=serving_config/monitoring.config
+serve: venv
+	@if command -v tensorflow_model_server >/dev/null 2>&1; then \
+	  echo "tensorflow_model_server $(SERVING_FLAGS)"; \
+	  exec tensorflow_model_server $(SERVING_FLAGS); \
+	else \
+	  echo "tensorflow_model_server is not on PATH: serving with ppm.serving.server (gRPC only)"; \
+	  exec $(PY) -m ppm.serving.server --model_config_file serving_config/models.config \
+	    --port 8500; \
+	fi
 
 lint: venv
 	$(PY) -m ruff check ppm beam_jobs tests benchmarks

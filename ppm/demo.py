@@ -200,12 +200,46 @@ def prepare(run_dir: str = "runs/demo", scale: str = "demo", seed: int = 0,
             "embeddings": embeddings}
 
 
+def serve(run_dir: str, urm_run: str, saved_models: str, num_candidates: int = 20,
+          top: int = 10) -> dict:
+    """Stage 8: exports the URM (unless its checkpoint is exported already), starts the local
+    TF Serving API server on a free loopback port, ranks one request through gRPC with the
+    client, prints the top candidates and stops the server. Returns the client's result."""
+    from ppm import export
+    from ppm.serving import client, requests, server, servables
+
+    model_dir = os.path.join(saved_models, "urm")
+    version_dir = export.latest_export(urm_run, model_dir)
+    if version_dir is None:
+        version_dir = export.export(urm_run, "urm", saved_models)
+    version = int(os.path.basename(version_dir))
+    logger.info("[8/8] Serving %s over gRPC (ppm.serving.server)", version_dir)
+    request = requests.sample_ranking_request(
+        os.path.join(run_dir, "examples"), os.path.join(run_dir, "dataset", "items.parquet"),
+        num_candidates=num_candidates)
+    with server.Server([servables.model_config("urm", model_dir, [version])], port=0,
+                       host="127.0.0.1", poll_seconds=0) as srv, \
+            client.Client(srv.target, "urm") as c:
+        result = c.rank(request)
+    print(f"\nRanking request through gRPC ({srv.target}, model urm version {c.last_version}): "
+          f"one test user with {request['user']['hist_len']} history items, "
+          f"{num_candidates} random catalogue items, best first by p_click")
+    print(client.format_ranking(result, top))
+    if os.path.normpath(saved_models) == "saved_models":
+        print("Serve it yourself: make serve (serving_config/models.config)")
+    else:
+        print(f"Serve it yourself: python -m ppm.serving.server with a models.config whose "
+              f"base_path is {model_dir}")
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ppm.demo",
         description="Run the pipeline end to end on the synthetic world: generate, validate, "
         "build examples with Beam (DirectRunner), fine-tune and export the encoders, cache "
-        "the item embeddings with Beam, print a summary.")
+        "the item embeddings with Beam, pre-train PPM, train and evaluate the URM, export it and "
+        "rank one request through the local TF Serving gRPC server.")
     parser.add_argument("--run_dir", default="runs/demo", help="Where everything is written "
                         "(dataset/ and examples/ inside).")
     parser.add_argument("--scale", default="demo", choices=sorted(SCALES),
@@ -226,6 +260,11 @@ def main(argv=None) -> int:
                         help="Training preset of stages 6-7 (tiny: a smoke run).")
     parser.add_argument("--skip_training", action="store_true",
                         help="Stop after the embedding cache (stages 1-5).")
+    parser.add_argument("--saved_models", default="saved_models",
+                        help="Where stage 8 exports the URM (what serving_config/models.config "
+                        "serves).")
+    parser.add_argument("--skip_serving", action="store_true",
+                        help="Stop after training and evaluation (stages 1-7).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # keep the stage lines readable
@@ -237,8 +276,13 @@ def main(argv=None) -> int:
         return 0
     from ppm import train  # noqa: PLC0415 - heavy
 
-    return train.main(["--experiment", "urm", "--preset", args.preset, "--run_root",
-                       args.run_dir, "--skip_prepare"])
+    rc = train.main(["--experiment", "urm", "--preset", args.preset, "--run_root",
+                     args.run_dir, "--skip_prepare"])
+    if rc or args.skip_serving:
+        return rc
+    serve(args.run_dir, os.path.join(args.run_dir, "train", f"{args.preset}_urm"),
+          args.saved_models)
+    return 0
 
 
 if __name__ == "__main__":

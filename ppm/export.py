@@ -4,7 +4,8 @@
         [--base_dir saved_models]
 
 Layout (what TF Serving polls): ``<base_dir>/<name>/<version>/`` with ``saved_model.pb``,
-``variables/`` and ``assets.extra/tf_serving_warmup_requests``. The version folder appears
+``variables/``, ``assets.extra/tf_serving_warmup_requests`` and ``assets.extra/ppm_export.json``
+(the run and checkpoint the version was exported from). The version folder appears
 atomically: the model is written to a hidden temporary folder beside it and renamed, so a
 server polling ``<base_dir>/<name>`` never sees half a model. Without ``--version`` the next
 integer after the highest existing version is used.
@@ -20,6 +21,7 @@ only ids, and unknown ids use the reserved rows.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -29,10 +31,11 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from ppm import features
+from ppm import checkpoints, features
 
 logger = logging.getLogger(__name__)
 WARMUP_FILE = "tf_serving_warmup_requests"
+INFO_FILE = "ppm_export.json"  # in assets.extra/: which run and checkpoint a version is
 SIGNATURE = "serving_default"
 _VERSION = re.compile(r"^\d+$")
 
@@ -104,6 +107,26 @@ def next_version(model_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
+def read_info(version_dir: str) -> dict:
+    """``assets.extra/ppm_export.json`` of an exported version ({} for other SavedModels)."""
+    path = os.path.join(version_dir, "assets.extra", INFO_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def latest_export(run_dir: str, model_dir: str) -> str | None:
+    """The highest version in ``model_dir`` exported from ``run_dir``'s current checkpoint,
+    or None (then the run has not been exported since it last changed)."""
+    want = checkpoints.latest(run_dir)
+    for version in range(next_version(model_dir) - 1, 0, -1):
+        folder = os.path.join(model_dir, str(version))
+        if read_info(folder).get("checkpoint") == want:
+            return folder
+    return None
+
+
 def warmup_requests(name: str, features_batch: dict, schema, count: int = 4) -> list:
     """TF Serving ``PredictionLog`` records (Predict requests) built from one example batch."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -150,6 +173,10 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
             for log in warmup_requests(name, {k: v.numpy() for k, v in batch.items()},
                                        inputs.schema, count=len(batch["item_id"])):
                 w.write(log.SerializeToString())
+        info = {"run": os.path.abspath(run_dir), "checkpoint": checkpoints.latest(run_dir),
+                "model": config.model.name, "name": name, "version": version}
+        with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as f:
+            json.dump(info, f, indent=2, sort_keys=True)
         tf.io.gfile.rename(tmp, final)
     finally:
         if tf.io.gfile.exists(tmp):

@@ -76,6 +76,19 @@ def read_model_config(path: str):
     return models
 
 
+def model_config(name: str, base_path: str, versions: list[int] | None = None):
+    """A ``ModelConfig``: the latest version of ``base_path``, or the given ``versions``."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelConfig(name=name, base_path=base_path,
+                                                 model_platform="tensorflow")
+    if versions:
+        config.model_version_policy.specific.versions.extend(versions)
+    else:
+        config.model_version_policy.latest.num_versions = 1
+    return config
+
+
 def available_versions(base_path: str) -> list[int]:
     """Integer version folders under ``base_path`` (hidden temporaries ignored), ascending."""
     if not tf.io.gfile.isdir(base_path):

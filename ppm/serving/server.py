@@ -115,7 +115,8 @@ class Server:
     """The gRPC server and its :class:`~ppm.serving.servables.ModelManager`.
 
     Args:
-      model_config_file: a ModelServerConfig text file.
+      model_config_file: a ModelServerConfig text file, or a list of ``ModelConfig`` protos
+        (:func:`~ppm.serving.servables.model_config`).
       port: 0 picks a free one (see :attr:`port`).
       host: interface to bind (``0.0.0.0`` for all, as TF Serving).
       poll_seconds: base path polling period (TF Serving's ``--file_system_poll_wait_seconds``).
@@ -123,15 +124,16 @@ class Server:
       max_concurrent_rpcs: requests accepted at once (others get RESOURCE_EXHAUSTED).
     """
 
-    def __init__(self, model_config_file: str, port: int = 8500, host: str = "0.0.0.0",
+    def __init__(self, model_config_file, port: int = 8500, host: str = "0.0.0.0",
                  poll_seconds: float = 1.0, max_workers: int = 8,
                  max_concurrent_rpcs: int = 64):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         from ppm.serving import servables
 
-        self.manager = servables.ModelManager(servables.read_model_config(model_config_file),
-                                              poll_seconds=poll_seconds)
+        configs = (servables.read_model_config(model_config_file)
+                   if isinstance(model_config_file, str) else list(model_config_file))
+        self.manager = servables.ModelManager(configs, poll_seconds=poll_seconds)
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="predict"),
             maximum_concurrent_rpcs=max_concurrent_rpcs,
