@@ -206,7 +206,7 @@ def serve(run_dir: str, urm_run: str, saved_models: str, num_candidates: int = 2
     TF Serving API server on a free loopback port, ranks one request through gRPC with the
     client, prints the top candidates and stops the server. Returns the client's result."""
     from ppm import export
-    from ppm.serving import client, requests, server, servables
+    from ppm.serving import client, requests, servables, server
 
     model_dir = os.path.join(saved_models, "urm")
     version_dir = export.latest_export(urm_run, model_dir)

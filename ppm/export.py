@@ -21,6 +21,7 @@ only ids, and unknown ids use the reserved rows.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -116,13 +117,20 @@ def read_info(version_dir: str) -> dict:
         return json.load(f)
 
 
+def checkpoint_digest(run_dir: str) -> str:
+    """SHA-256 of the latest checkpoint's ``.index`` (it holds a CRC32C of every tensor): the
+    same digest means the same weights, whatever the checkpoint's path."""
+    with tf.io.gfile.GFile(checkpoints.latest(run_dir) + ".index", "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def latest_export(run_dir: str, model_dir: str) -> str | None:
-    """The highest version in ``model_dir`` exported from ``run_dir``'s current checkpoint,
-    or None (then the run has not been exported since it last changed)."""
-    want = checkpoints.latest(run_dir)
+    """The highest version in ``model_dir`` exported from the weights of ``run_dir``'s latest
+    checkpoint, or None (the run has not been exported since it last changed)."""
+    want = checkpoint_digest(run_dir)
     for version in range(next_version(model_dir) - 1, 0, -1):
         folder = os.path.join(model_dir, str(version))
-        if read_info(folder).get("checkpoint") == want:
+        if read_info(folder).get("checkpoint_digest") == want:
             return folder
     return None
 
@@ -174,6 +182,7 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
                                        inputs.schema, count=len(batch["item_id"])):
                 w.write(log.SerializeToString())
         info = {"run": os.path.abspath(run_dir), "checkpoint": checkpoints.latest(run_dir),
+                "checkpoint_digest": checkpoint_digest(run_dir),
                 "model": config.model.name, "name": name, "version": version}
         with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)

@@ -84,3 +84,18 @@ def write_fake_cache(dataset: str, out: str, dim: int = CACHE_DIM, seed: int = 0
 def tiny_cache(tiny_world, tmp_path_factory):
     """A fake embedding cache (dim 4) of every item of :func:`tiny_world`."""
     return write_fake_cache(tiny_world, str(tmp_path_factory.mktemp("tiny_cache")))
+
+
+@pytest.fixture(scope="session")
+def tiny_urm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
+    """A URM (with a pre-trained PPM) trained a few steps on the tiny world: its run folder."""
+    from ppm import train
+    from tests.ranking_fixtures import tiny_config
+
+    ppm_dir = str(tmp_path_factory.mktemp("ppm"))
+    train.train(tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache), ppm_dir,
+                verbose=0)
+    run = str(tmp_path_factory.mktemp("urm"))
+    train.train(tiny_config("urm", tiny_world, tiny_examples, tiny_cache,
+                            model={"ppm_checkpoint": ppm_dir}), run, verbose=0)
+    return run

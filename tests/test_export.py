@@ -7,19 +7,13 @@ import pytest
 import tensorflow as tf
 
 import ppm  # noqa: F401
-from ppm import evaluate, export, features, train
-from tests.ranking_fixtures import one_batch, tiny_config
+from ppm import checkpoints, evaluate, export, features
+from tests.ranking_fixtures import one_batch
 
 
 @pytest.fixture(scope="module")
-def urm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
-    ppm_dir = str(tmp_path_factory.mktemp("ppm"))
-    train.train(tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache), ppm_dir,
-                verbose=0)
-    run = str(tmp_path_factory.mktemp("urm"))
-    train.train(tiny_config("urm", tiny_world, tiny_examples, tiny_cache,
-                            model={"ppm_checkpoint": ppm_dir}), run, verbose=0)
-    return run
+def urm_run(tiny_urm_run):
+    return tiny_urm_run
 
 
 def _inputs(batch, schema):
@@ -34,6 +28,9 @@ def test_export_round_trip_versions_and_warmup(urm_run, tiny_examples, tmp_path)
     assert sorted(os.listdir(os.path.join(base, "urm"))) == ["1", "2"]  # no temporary left
     with pytest.raises(FileExistsError):
         export.export(urm_run, "urm", base, version=2)
+    assert export.read_info(first)["checkpoint"] == checkpoints.latest(urm_run)
+    assert export.latest_export(urm_run, os.path.join(base, "urm")) == second
+    assert export.latest_export(urm_run, os.path.join(base, "other")) is None
 
     model, inputs, _ = evaluate.load_model(urm_run)
     (feats, _), schema = one_batch(tiny_examples, 16, "test")
