@@ -10,11 +10,27 @@ the padding id ``""``): a zero vector with both flags at 0, never an error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+
+
+_ROW_SOURCE: list = []  # set by rows_computed_by() while a function is traced
+
+
+@contextlib.contextmanager
+def rows_computed_by(fn: Callable):
+    """While active, :class:`CachedItemEmbedding` calls ``fn(layer, ids)`` instead of reading
+    its table. Used only to trace the *uncached* serving variant that runs the encoders in the
+    request path (:mod:`ppm.serving.uncached`, the latency benchmark's counterfactual)."""
+    _ROW_SOURCE.append(fn)
+    try:
+        yield
+    finally:
+        _ROW_SOURCE.pop()
 
 
 @keras.utils.register_keras_serializable(package="ppm")
@@ -83,6 +99,8 @@ class CachedItemEmbedding(keras.layers.Layer):
         return self.lookup(ids)
 
     def call(self, ids):
+        if _ROW_SOURCE:
+            return _ROW_SOURCE[-1](self, tf.convert_to_tensor(ids))
         rows = self.lookup(tf.convert_to_tensor(ids))
         return {"embedding": tf.gather(self.table, rows),
                 "flags": tf.gather(self.flag_table, rows)}

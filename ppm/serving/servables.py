@@ -26,6 +26,11 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
+try:  # registers the WordPiece ops a SavedModel with a text encoder inside needs
+    import tensorflow_text  # noqa: F401
+except ImportError:  # pragma: no cover - a dependency of this project
+    pass
+
 logger = logging.getLogger(__name__)
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")

@@ -1,0 +1,330 @@
+"""Benchmark: ranking-request latency over gRPC, with and without PPM, and without the cache.
+
+In one run, each model served by its own local TF Serving API server process
+(``ppm.serving.server``) on loopback, queried by gRPC clients in this process:
+
+- (a) ``urm``: URM with the PPM plug-in and the cached title/image embeddings (what ships);
+- (b) ``urm_wo_ppm``: URM without PPM (ids only);
+- (c) ``urm_uncached``: (a) with the text and image encoders run in the request path instead of
+  the cache (:mod:`ppm.serving.uncached`; same scores, checked here).
+
+One ranking request = one real test user with a 50-item history and 200 random catalogue
+items (:func:`ppm.serving.requests.sample_ranking_request`), built once; the timed call is the
+gRPC ``Predict`` (the client's request building is timed separately). Reported: p50/p99 latency
+of sequential requests (a and b interleaved, so drift hits both), the ratios a/b (PPM's claim:
+close to 1) and c/a (what caching saves), throughput at 1, 4 and 16 concurrent clients for (a)
+and (b), the exported model sizes, and each server's resident memory before and after its
+version is loaded. The server and the clients share this machine's cores. Last, without gRPC:
+the signature's latency for (a) and (b) at the ``demo`` and ``paper`` dimensions (random
+weights), with and without XLA, and the time of the ID and PPM sequence modules alone.
+
+Run (after ``make demo``; trains ``urm_wo_ppm`` with the demo preset if it is missing)::
+
+    .venv/bin/python benchmarks/serving_latency.py --run_root runs/demo
+
+Writes ``benchmarks/results/serving_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ppm  # noqa: E402,F401
+from benchmarks import common  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ("urm", "urm_wo_ppm", "urm_uncached")
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) / 1024
+
+
+def dir_mb(path: str) -> float:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
+               for f in fs) / 2**20
+
+
+class ServerProcess:
+    """``python -m ppm.serving.server`` serving one model folder (or nothing), on a free port."""
+
+    def __init__(self, name: str, base_path: str, workdir: str, workers: int):
+        config = os.path.join(workdir, f"{name}.config")
+        with open(config, "w") as f:
+            f.write(f'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" '
+                    'model_platform: "tensorflow" } }\n')
+        self.log = open(os.path.join(workdir, f"{name}.log"), "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ppm.serving.server", "--model_config_file", config,
+             "--port", "0", "--host", "127.0.0.1", "--file_system_poll_wait_seconds", "0",
+             "--max_workers", str(workers), "--max_concurrent_rpcs", "256"],
+            stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO)
+        from ppm.serving import server
+
+        line = ""
+        while server.READY_LINE not in line:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"server {name} exited; see {self.log.name}")
+        port = re.search(r":(\d+) ", line).group(1)
+        self.target = f"127.0.0.1:{port}"
+
+    def rss(self) -> float:
+        return rss_mb(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def percentiles(seconds) -> dict:
+    ms = np.asarray(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "mean_ms": round(float(ms.mean()), 2), "requests": int(ms.size)}
+
+
+def sequential(stubs: dict, request_of: dict, n: int, warmup: int) -> dict:
+    """Latency of ``n`` sequential requests per model, the models interleaved."""
+    times = {m: [] for m in stubs}
+    order = list(stubs)
+    for i in range(warmup + n):
+        for m in (order if i % 2 == 0 else order[::-1]):
+            t = time.perf_counter()
+            stubs[m].Predict(request_of[m], timeout=600)
+            if i >= warmup:
+                times[m].append(time.perf_counter() - t)
+    return {m: percentiles(t) for m, t in times.items()}
+
+
+def throughput(target: str, request, clients: int, seconds: float) -> dict:
+    """Requests/s with ``clients`` concurrent closed-loop clients (one channel each)."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from ppm.serving import client
+
+    stop, start = threading.Event(), threading.Barrier(clients + 1)
+    times, errors = [], []
+
+    def run():
+        channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", client.MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", client.MAX_MESSAGE_BYTES)])
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(request, timeout=600)
+        start.wait()
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                stub.Predict(request, timeout=600)
+                times.append((t, time.perf_counter() - t))
+            except grpc.RpcError as e:
+                errors.append(e.code().name)
+        channel.close()
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    done = [d for s, d in times if s + d <= t0 + seconds]
+    candidates = len(request.inputs["item_id"].string_val) or int(
+        request.inputs["item_id"].tensor_shape.dim[0].size)
+    return {"clients": clients, "requests_per_s": round(len(done) / seconds, 2),
+            "candidates_per_s": round(len(done) * candidates / seconds, 1),
+            **{k: v for k, v in percentiles(done or [0]).items()
+               if k != "requests"}, "errors": len(errors)}
+
+
+def in_process(run_root: str, presets: list[str], ranking: dict, n: int) -> dict:
+    """Signature-only latency (no gRPC) of (a) and (b) built at each preset's dimensions with
+    random weights (latency does not depend on them), with and without XLA for the dense
+    blocks, and the time of the two sequence modules alone: where (a)'s extra time goes."""
+    import tensorflow as tf
+
+    from ppm import configs, export
+    from ppm.models import factory
+    from ppm.serving import client
+
+    def median_ms(fn, feats):
+        for _ in range(5):
+            fn(feats)
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn(feats)
+            times.append(time.perf_counter() - t)
+        return round(float(np.median(times)) * 1000, 2)
+
+    out = {}
+    for preset in presets:
+        row = {}
+        for name, experiment in (("urm", "urm_ppm_random"), ("urm_wo_ppm", "urm_wo_ppm")):
+            config = configs.resolve(experiment, preset, validate=False)
+            config.override({"data": configs.data_paths(run_root)})
+            inputs = factory.load_inputs(config)
+            spec = {k: (v.dtype, [-1] * len(v.shape))
+                    for k, v in export.input_signature(inputs.schema).items()}
+            feats = {k: tf.constant(v) for k, v in
+                     client.ranking_features(ranking, spec).items()}
+            for xla in (False, True):
+                model = factory.build_model(config, inputs)
+                model(factory.dummy_features(inputs.schema))
+                if xla:
+                    model.enable_xla()
+                module = export.ServingModule(model, inputs.schema)
+                row[name + ("_xla" if xla else "")] = median_ms(module.serve, feats)
+                if name == "urm" and not xla:
+                    row["idsm_module"] = median_ms(tf.function(model.idsm), feats)
+                    row["ppm_module"] = median_ms(tf.function(model.ppm), feats)
+        row["ratio_a_over_b"] = round(row["urm"] / row["urm_wo_ppm"], 3)
+        row["ratio_a_over_b_xla"] = round(row["urm_xla"] / row["urm_wo_ppm_xla"], 3)
+        out[preset] = row
+    return out
+
+
+def ensure_wo_ppm(run_root: str, preset: str) -> str:
+    run = os.path.join(run_root, "train", f"{preset}_urm_wo_ppm")
+    if not os.path.exists(os.path.join(run, "checkpoints")):
+        from ppm import train
+
+        logging.info("Training urm_wo_ppm (%s preset) in %s", preset, run)
+        train.main(["--experiment", "urm_wo_ppm", "--preset", preset, "--run_root", run_root,
+                    "--skip_prepare", "--no_eval", "--model_dir", run])
+    return run
+
+
+def exports(run_root: str, urm_run: str, wo_ppm_run: str, base: str) -> dict:
+    from ppm import export
+    from ppm.serving import uncached
+
+    out = {}
+    for name, run in (("urm", urm_run), ("urm_wo_ppm", wo_ppm_run)):
+        out[name] = (export.latest_export(run, os.path.join(base, name))
+                     or export.export(run, name, base))
+    folder = os.path.join(base, "urm_uncached")
+    done = [v for v in (os.listdir(folder) if os.path.isdir(folder) else []) if v.isdigit()]
+    out["urm_uncached"] = os.path.join(folder, max(done, key=int)) if done else \
+        uncached.export_uncached(urm_run, "urm_uncached", base,
+                                 os.path.join(run_root, "encoders", "text"),
+                                 os.path.join(run_root, "encoders", "image"),
+                                 os.path.join(run_root, "dataset", "items.parquet"))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_root", default="runs/demo")
+    parser.add_argument("--preset", default="demo", help="Preset of the trained runs.")
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--history", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=300,
+                        help="Timed sequential requests for (a) and (b).")
+    parser.add_argument("--uncached_requests", type=int, default=20,
+                        help="Timed sequential requests for (c) (seconds each on a CPU).")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="Duration of each throughput measurement.")
+    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--workers", type=int, default=16, help="Server request threads.")
+    parser.add_argument("--in_process_presets", default="demo,paper",
+                        help="Presets of the in-process breakdown ('' to skip).")
+    parser.add_argument("--out", default=common.result_path("serving_latency"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from ppm.serving import client, requests
+
+    workdir = os.path.join(args.run_root, "serving_benchmark")
+    os.makedirs(workdir, exist_ok=True)
+    urm_run = os.path.join(args.run_root, "train", f"{args.preset}_urm")
+    folders = exports(args.run_root, urm_run, ensure_wo_ppm(args.run_root, args.preset),
+                      os.path.join(workdir, "saved_models"))
+    ranking = requests.sample_ranking_request(
+        os.path.join(args.run_root, "examples"),
+        os.path.join(args.run_root, "dataset", "items.parquet"), args.candidates, args.history)
+
+    baseline = ServerProcess("empty", os.path.join(workdir, "no_such_model"), workdir,
+                             args.workers)
+    memory = {"server_without_model_mb": round(baseline.rss(), 1)}
+    baseline.stop()
+    servers, stubs, request_of, build = {}, {}, {}, {}
+    try:
+        for name in MODELS:
+            servers[name] = ServerProcess(name, os.path.dirname(folders[name]), workdir,
+                                          args.workers)
+            channel = grpc.insecure_channel(servers[name].target, options=[
+                ("grpc.max_receive_message_length", client.MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", client.MAX_MESSAGE_BYTES)])
+            stubs[name] = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            with client.Client(servers[name].target, name) as c:
+                t = time.perf_counter()
+                feats = client.ranking_features(ranking, c.signature_inputs())
+                request_of[name] = client.predict_request(name, feats)
+                build[name] = time.perf_counter() - t
+                stubs[name].Predict(request_of[name], timeout=600)  # first call
+            memory[name] = {"model_mb": round(dir_mb(folders[name]), 1),
+                            "server_rss_mb": round(servers[name].rss(), 1)}
+        outputs = {m: tf.make_ndarray(stubs[m].Predict(request_of[m], timeout=600)
+                                      .outputs["p_click"]) for m in MODELS}
+        same = float(np.abs(outputs["urm"] - outputs["urm_uncached"]).max())
+        latency = sequential({m: stubs[m] for m in ("urm", "urm_wo_ppm")}, request_of,
+                             args.requests, warmup=20)
+        latency["urm_uncached"] = sequential({"urm_uncached": stubs["urm_uncached"]},
+                                             request_of, args.uncached_requests,
+                                             warmup=2)["urm_uncached"]
+        load = {m: [throughput(servers[m].target, request_of[m], int(k), args.seconds)
+                    for k in args.clients.split(",")] for m in ("urm", "urm_wo_ppm")}
+        for name in MODELS:
+            memory[name]["server_rss_after_runs_mb"] = round(servers[name].rss(), 1)
+            memory[name]["rss_per_loaded_version_mb"] = round(
+                memory[name]["server_rss_mb"] - memory["server_without_model_mb"], 1)
+    finally:
+        for s in servers.values():
+            s.stop()
+    breakdown = in_process(args.run_root, [p for p in args.in_process_presets.split(",") if p],
+                           ranking, n=30)
+    a, b, c = (latency[m] for m in MODELS)
+    result = {
+        "machine": common.machine(tensorflow=tf.__version__, grpc=grpc.__version__),
+        "request": {"candidates": args.candidates,
+                    "history": ranking["user"]["hist_len"],
+                    "bytes": request_of["urm"].ByteSize(),
+                    "client_build_ms": {m: round(v * 1000, 2) for m, v in build.items()}},
+        "latency": latency,
+        "ratio_a_over_b": {"p50": round(a["p50_ms"] / b["p50_ms"], 3),
+                           "p99": round(a["p99_ms"] / b["p99_ms"], 3)},
+        "ratio_c_over_a": {"p50": round(c["p50_ms"] / a["p50_ms"], 1),
+                           "p99": round(c["p99_ms"] / a["p99_ms"], 1)},
+        "uncached_max_abs_diff_p_click": same,
+        "throughput": load,
+        "memory": memory,
+        "in_process_ms": breakdown,
+    }
+    common.write_result(args.out, result)
+    common.print_result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
