@@ -6,7 +6,7 @@ import pytest
 
 NOTEBOOKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "notebooks")
-NOTEBOOKS = ["01_explore_dataset.ipynb", "02_cold_start.ipynb"]
+NOTEBOOKS = ["01_explore_dataset.ipynb", "02_cold_start.ipynb", "03_serving.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -17,7 +17,7 @@ def test_notebook_runs(name, tiny_world, tiny_examples, tiny_cache, tmp_path, mo
     # The kernel is a subprocess: it inherits this environment. jupyter_client starts the
     # "python3" kernel spec (argv[0] == "python") with sys.executable, i.e. this venv.
     monkeypatch.setenv("PPM_DATASET", tiny_world)
-    # 02_cold_start reads a demo-like folder: link the tiny world, its examples and a cache.
+    # 02_cold_start and 03_serving read a demo-like folder: link the tiny world, its examples and a cache.
     root = tmp_path / "root"
     root.mkdir()
     for name_, src in (("dataset", tiny_world), ("examples", tiny_examples[0]),
@@ -25,6 +25,7 @@ def test_notebook_runs(name, tiny_world, tiny_examples, tiny_cache, tmp_path, mo
         os.symlink(src, root / name_)
     monkeypatch.setenv("PPM_RUN_ROOT", str(root))
     monkeypatch.setenv("PPM_PRESET", "tiny")
+    monkeypatch.setenv("PPM_NOTEBOOK_REQUESTS", "20")
     with open(os.path.join(NOTEBOOKS_DIR, name), encoding="utf-8") as f:
         nb = nbformat.read(f, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
