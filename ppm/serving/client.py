@@ -41,6 +41,8 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
+from ppm.serving import tensors
+
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_POSITION = 0
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -62,7 +64,7 @@ def predict_request(model: str, inputs: Mapping[str, np.ndarray],
     if version_label is not None:
         request.model_spec.version_label = version_label
     for name, value in inputs.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        request.inputs[name].CopyFrom(tensors.to_proto(value))
     request.output_filter.extend(output_filter)
     return request
 

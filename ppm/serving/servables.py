@@ -23,7 +23,6 @@ import re
 import threading
 
 import grpc
-import numpy as np
 import tensorflow as tf
 
 try:  # registers the WordPiece ops a SavedModel with a text encoder inside needs
@@ -370,29 +369,3 @@ class ModelManager:
     def loaded_versions(self, name: str) -> list[int]:
         with self._lock:
             return sorted(self._servables[name])
-
-
-def as_proto_field(value: np.ndarray):
-    """A TensorProto with typed repeated fields (``float_val``...), as TF Serving answers."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
-
-    value = np.asarray(value)
-    dtype = tf.dtypes.as_dtype(value.dtype if value.dtype != object else tf.string)
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype.as_datatype_enum,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in value.shape]))
-    flat = value.ravel()
-    if dtype == tf.float32:
-        proto.float_val.extend(flat.tolist())
-    elif dtype == tf.float64:
-        proto.double_val.extend(flat.tolist())
-    elif dtype == tf.int64:
-        proto.int64_val.extend(flat.tolist())
-    elif dtype in (tf.int32, tf.int16, tf.int8, tf.uint8):
-        proto.int_val.extend(flat.tolist())
-    elif dtype == tf.string:
-        proto.string_val.extend(flat.tolist())
-    else:
-        return tf.make_tensor_proto(value)
-    return proto

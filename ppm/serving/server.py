@@ -48,7 +48,7 @@ def _servicers(manager):
         status_pb2,
     )
 
-    from ppm.serving import servables
+    from ppm.serving import servables, tensors
 
     def fail(context, error: servables.ServingError):
         context.abort(error.code, error.message)
@@ -70,7 +70,7 @@ def _servicers(manager):
             spec.version.value = servable.version
             spec.signature_name = request.model_spec.signature_name or servables.DEFAULT_SIGNATURE
             for alias, value in outputs.items():
-                response.outputs[alias].CopyFrom(servables.as_proto_field(value))
+                response.outputs[alias].CopyFrom(tensors.to_proto(value))
             return response
 
         def GetModelMetadata(self, request, context):  # noqa: N802
