@@ -17,7 +17,7 @@ def test_notebook_runs(name, tiny_world, tiny_examples, tiny_cache, tmp_path, mo
     # The kernel is a subprocess: it inherits this environment. jupyter_client starts the
     # "python3" kernel spec (argv[0] == "python") with sys.executable, i.e. this venv.
     monkeypatch.setenv("PPM_DATASET", tiny_world)
-    # 02_cold_start and 03_serving read a demo-like folder: link the tiny world, its examples and a cache.
+    # 02_cold_start and 03_serving read a demo-like folder: the tiny world, examples, cache.
     root = tmp_path / "root"
     root.mkdir()
     for name_, src in (("dataset", tiny_world), ("examples", tiny_examples[0]),

@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-
 _ROW_SOURCE: list = []  # set by rows_computed_by() while a function is traced
 
 

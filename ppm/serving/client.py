@@ -64,7 +64,7 @@ def predict_request(model: str, inputs: Mapping[str, np.ndarray],
     if version_label is not None:
         request.model_spec.version_label = version_label
     for name, value in inputs.items():
-        request.inputs[name].CopyFrom(tensors.to_proto(value))
+        request.inputs[name].CopyFrom(tensors.to_proto(value, packed=True))
     request.output_filter.extend(output_filter)
     return request
 
