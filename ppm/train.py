@@ -132,6 +132,41 @@ def build(config, inputs, init_checkpoint: str | None = None):
     return model, optimizer
 
 
+def restrict_to_dataset_tasks(config) -> list[str]:
+    """Drops from ``model.tasks`` (and ``task_weights``) the labels the dataset does not have.
+
+    A dataset's ``dataset.json`` lists the labels that carry information (``tasks``: e.g.
+    ``[click]`` for MIND, ``[click, order]`` for MovieLens and H&M); learning an all-zero label
+    would only waste a tower. The change is logged and saved in the run's config.yaml. Returns
+    the dropped tasks.
+
+    Raises:
+      ValueError: none of the model's tasks is in the dataset.
+    """
+    from ppm.data import canonical
+
+    path = os.path.join(config.data.dataset, canonical.DATASET_FILE)
+    if not config.data.dataset or not tf.io.gfile.exists(path):
+        return []
+    have = canonical.read_meta(config.data.dataset).tasks
+    tasks = list(config.model.tasks)
+    keep = [t for t in tasks if t in have]
+    dropped = [t for t in tasks if t not in have]
+    if not dropped:
+        return []
+    if not keep:
+        raise ValueError(f"the model learns {tasks}, the dataset {config.data.dataset} has "
+                         f"only {have} (dataset.json tasks)")
+    weights = list(config.model.task_weights)
+    override = {"tasks": keep}
+    if weights:
+        override["task_weights"] = [w for t, w in zip(tasks, weights) if t in have]
+    config.override({"model": override})
+    logger.warning("The dataset has no %s labels (dataset.json tasks: %s): learning %s only",
+                   dropped, have, keep)
+    return dropped
+
+
 def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=None,
           verbose: int = 1) -> dict:
     """Trains (or resumes) the run in ``model_dir``; returns the training summary.
@@ -140,6 +175,7 @@ def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=N
       ValueError: bad config, or ``model_dir`` holds a run with another config.
       FileNotFoundError: missing examples, vocabularies, cache or checkpoints.
     """
+    restrict_to_dataset_tasks(config)
     config.validate()
     _check_same_run(config, model_dir)
     tf.io.gfile.makedirs(model_dir)
