@@ -121,9 +121,7 @@ def throughput(target: str, request, clients: int, seconds: float) -> dict:
     times, errors = [], []
 
     def run():
-        channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", client.MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", client.MAX_MESSAGE_BYTES)])
+        channel = client.channel(target)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         stub.Predict(request, timeout=600)
         start.wait()
@@ -273,10 +271,8 @@ def main(argv=None) -> int:
         for name in MODELS:
             servers[name] = ServerProcess(name, os.path.dirname(folders[name]), workdir,
                                           args.workers)
-            channel = grpc.insecure_channel(servers[name].target, options=[
-                ("grpc.max_receive_message_length", client.MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", client.MAX_MESSAGE_BYTES)])
-            stubs[name] = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            stubs[name] = prediction_service_pb2_grpc.PredictionServiceStub(
+                client.channel(servers[name].target))
             with client.Client(servers[name].target, name) as c:
                 t = time.perf_counter()
                 feats = client.ranking_features(ranking, c.signature_inputs())

@@ -48,6 +48,13 @@ DEFAULT_POSITION = 0
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
+def channel(target: str) -> grpc.Channel:
+    """An insecure channel to ``target`` that sends and receives large ranking messages."""
+    return grpc.insecure_channel(
+        target, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+
+
 def predict_request(model: str, inputs: Mapping[str, np.ndarray],
                     signature: str = DEFAULT_SIGNATURE, version: int | None = None,
                     version_label: str | None = None, output_filter: Sequence[str] = ()):
@@ -146,9 +153,7 @@ class Client:
 
         self.model, self.signature, self.timeout = model, signature, timeout
         self.version, self.version_label = version, version_label
-        self.channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        self.channel = channel(target)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self._inputs = None
