@@ -92,7 +92,10 @@ def split_lines(path: str, text: str, sep: str, fields: int, problems: Problems,
     """Rows of a separated text file. A first line with the wrong field count is an
     AdapterError (wrong separator or file); later bad lines are counted and skipped."""
     rows = []
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # Not str.splitlines(): it also breaks at \x85, \u2028 and other characters that titles
+    # may hold (a Latin-1 0x85 byte decodes to \x85).
+    lines = [ln.rstrip("\r") for ln in text.split("\n")]
+    lines = [ln for ln in lines if ln.strip()]
     low = fields if min_fields is None else min_fields
     for number, line in enumerate(lines, 1):
         parts = line.split(sep)
