@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -279,6 +280,33 @@ def counts(items: pd.DataFrame, events: pd.DataFrame) -> dict:
             "requests": int(events["request_id"].nunique()),
             "users": int(events["user_id"].nunique()),
             **{f"{c}s": int(events[c].sum()) for c in ("click", "order", "cart")}}
+
+
+def read_images(paths, problems: Problems, missing: str, progress: bool = False) -> list:
+    """The bytes of each image file (None for a path that is None or does not exist: counted
+    under ``missing``)."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for path in tqdm(paths, desc="images", unit=" files", disable=None if progress else True):
+        if path is not None and os.path.exists(path):
+            with open(path, "rb") as f:
+                out.append(f.read())
+        else:
+            problems.add(missing, 1, path)
+            out.append(None)
+    return out
+
+
+def run_cli(convert, out: str) -> int:
+    """Runs an adapter's ``convert()`` for its CLI: exit 2 with ``error: ...`` on an
+    AdapterError, else :func:`finish`'s code."""
+    try:
+        meta = convert()
+    except AdapterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return finish(out, meta)
 
 
 def finish(out: str, meta: canonical.DatasetMeta) -> int:

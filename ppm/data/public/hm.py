@@ -389,16 +389,8 @@ def convert(src: str, out: str, since: str | None = None, max_customers: int | N
 
 
 def _images(ids: pd.Series, folder: str, problems: common.Problems) -> list:
-    out = []
-    for item_id in tqdm(ids, desc="images", unit=" articles", disable=None):
-        path = os.path.join(folder, item_id[:3], f"{item_id}.jpg")
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                out.append(f.read())
-        else:
-            problems.add("articles without an image (no image)", 1, path)
-            out.append(None)
-    return out
+    return common.read_images([os.path.join(folder, i[:3], f"{i}.jpg") for i in ids], problems,
+                              "articles without an image (no image)", progress=True)
 
 
 def main(argv=None) -> int:
@@ -428,13 +420,9 @@ def main(argv=None) -> int:
         _since(args.since)
     except ValueError as e:
         parser.error(f"--{e}")
-    try:
-        meta = convert(args.src, args.out, args.since, args.max_customers, args.negatives,
-                       args.seed, not args.no_queries)
-    except common.AdapterError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return common.finish(args.out, meta)
+    return common.run_cli(lambda: convert(args.src, args.out, args.since, args.max_customers,
+                                          args.negatives, args.seed, not args.no_queries),
+                          args.out)
 
 
 if __name__ == "__main__":

@@ -425,12 +425,7 @@ def main(argv=None) -> int:
                         "become the test window.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        meta = convert(args.src, args.out, args.dev)
-    except common.AdapterError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return common.finish(args.out, meta)
+    return common.run_cli(lambda: convert(args.src, args.out, args.dev), args.out)
 
 
 if __name__ == "__main__":

@@ -219,16 +219,8 @@ def convert(src: str, out: str, posters: str | None = None, negatives_per_positi
 def _posters(ids: pd.Series, posters: str | None, problems: common.Problems) -> list:
     if posters is None:
         return [None] * len(ids)
-    out = []
-    for item_id in ids:
-        path = os.path.join(posters, f"{item_id}.jpg")
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                out.append(f.read())
-        else:
-            problems.add("movies without a poster (no image)", 1, path)
-            out.append(None)
-    return out
+    return common.read_images([os.path.join(posters, f"{i}.jpg") for i in ids], problems,
+                              "movies without a poster (no image)")
 
 
 def main(argv=None) -> int:
@@ -245,12 +237,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.negatives < 0:
         parser.error("--negatives must be >= 0")
-    try:
-        meta = convert(args.src, args.out, args.posters, args.negatives, args.seed)
-    except common.AdapterError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return common.finish(args.out, meta)
+    return common.run_cli(
+        lambda: convert(args.src, args.out, args.posters, args.negatives, args.seed), args.out)
 
 
 if __name__ == "__main__":
