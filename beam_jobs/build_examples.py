@@ -369,6 +369,7 @@ def stats_from_counts(counts: dict, meta: canonical.DatasetMeta,
         "dataset": meta.name,
         "dataset_source": meta.source,
         "dataset_counts": meta.counts,
+        "dataset_tasks": list(meta.tasks),
         "events": counts.get("events", 0),
         "dead_letter": counts.get("dead_letter", 0),
         "dead_letter_by_reason": {k.split("/", 1)[1]: v for k, v in sorted(counts.items())

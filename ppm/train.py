@@ -132,38 +132,55 @@ def build(config, inputs, init_checkpoint: str | None = None):
     return model, optimizer
 
 
-def restrict_to_dataset_tasks(config) -> list[str]:
-    """Drops from ``model.tasks`` (and ``task_weights``) the labels the dataset does not have.
+def dataset_tasks(config) -> tuple[list[str], str] | None:
+    """The labels the training data carries, and where that was read: the examples'
+    ``stats.json`` (``dataset_tasks``, written by ``beam_jobs.build_examples``), else the
+    dataset's ``dataset.json`` (``tasks``); None when neither says."""
+    import json
 
-    A dataset's ``dataset.json`` lists the labels that carry information (``tasks``: e.g.
-    ``[click]`` for MIND, ``[click, order]`` for MovieLens and H&M); learning an all-zero label
-    would only waste a tower. The change is logged and saved in the run's config.yaml. Returns
-    the dropped tasks.
-
-    Raises:
-      ValueError: none of the model's tasks is in the dataset.
-    """
     from ppm.data import canonical
 
-    path = os.path.join(config.data.dataset, canonical.DATASET_FILE)
-    if not config.data.dataset or not tf.io.gfile.exists(path):
+    stats = os.path.join(config.data.examples, "stats.json")
+    if config.data.examples and tf.io.gfile.exists(stats):
+        with tf.io.gfile.GFile(stats) as f:
+            tasks = json.load(f).get("dataset_tasks")
+        if tasks:
+            return list(tasks), stats
+    meta = os.path.join(config.data.dataset, canonical.DATASET_FILE)
+    if config.data.dataset and tf.io.gfile.exists(meta):
+        return list(canonical.read_meta(config.data.dataset).tasks), meta
+    return None
+
+
+def restrict_to_dataset_tasks(config) -> list[str]:
+    """Drops from ``model.tasks`` (and ``task_weights``) the labels the data does not have.
+
+    A dataset lists the labels that carry information (``dataset.json`` ``tasks``, copied into
+    the examples' ``stats.json``: e.g. ``[click]`` for MIND, ``[click, order]`` for MovieLens and
+    H&M); learning an all-zero label would only waste a tower. The change is logged and saved in
+    the run's config.yaml. Returns the dropped tasks.
+
+    Raises:
+      ValueError: none of the model's tasks is in the data.
+    """
+    found = dataset_tasks(config)
+    if found is None:
         return []
-    have = canonical.read_meta(config.data.dataset).tasks
+    have, source = found
     tasks = list(config.model.tasks)
     keep = [t for t in tasks if t in have]
     dropped = [t for t in tasks if t not in have]
     if not dropped:
         return []
     if not keep:
-        raise ValueError(f"the model learns {tasks}, the dataset {config.data.dataset} has "
-                         f"only {have} (dataset.json tasks)")
+        raise ValueError(f"the model learns {tasks}, the data has only {have} ({source})")
     weights = list(config.model.task_weights)
     override = {"tasks": keep}
     if weights:
         override["task_weights"] = [w for t, w in zip(tasks, weights) if t in have]
     config.override({"model": override})
-    logger.warning("The dataset has no %s labels (dataset.json tasks: %s): learning %s only",
-                   dropped, have, keep)
+    logger.warning("The data has no %s labels (%s lists %s): learning %s only", dropped,
+                   source, have, keep)
     return dropped
 
 

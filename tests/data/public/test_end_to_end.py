@@ -48,6 +48,7 @@ def test_movielens_through_build_examples_and_training(tmp_path):
     stats = build_examples.run(["--dataset", dataset, "--out", examples, "--num_shards", "2",
                                 "--max_history", "8"])
     assert all(stats["windows"][w]["examples"] > 0 for w in ("pretrain", "train_large", "test"))
+    assert stats["dataset_tasks"] == ["click", "order"]
     cache = write_fake_cache(dataset, str(tmp_path / "cache"))
     config = configs.resolve("urm_ppm_random", "tiny", validate=False)
     config.override({"data": {"dataset": dataset, "examples": examples, "embeddings": cache}})
@@ -77,3 +78,14 @@ def test_training_drops_tasks_the_dataset_lacks(tmp_path):
     config.override({"model": {"tasks": ["order"], "task_weights": []}})
     with pytest.raises(ValueError, match="has only"):
         train.restrict_to_dataset_tasks(config)
+    # The examples' stats.json (what training reads) wins over a missing or other dataset.
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    (examples / "stats.json").write_text('{"dataset_tasks": ["click", "order"]}')
+    config = configs.resolve("urm", "tiny", validate=False)
+    config.override({"data": {"dataset": str(tmp_path / "nowhere"), "examples": str(examples)}})
+    assert train.restrict_to_dataset_tasks(config) == ["cart"]
+    config = configs.resolve("urm", "tiny", validate=False)
+    config.override({"data": {"dataset": str(tmp_path / "nowhere"),
+                              "examples": str(tmp_path / "none")}})
+    assert train.restrict_to_dataset_tasks(config) == []  # nothing says: all three kept
