@@ -276,7 +276,8 @@ class ModelManager:
             failed = self._states[name].get(version, _VersionState("")).error
             if version in self._servables[name] or failed:
                 continue  # loaded, or failed once (a new folder gets a new number)
-            self._states[name][version] = _VersionState("LOADING")
+            with self._lock:  # status() reads the states from request threads
+                self._states[name][version] = _VersionState("LOADING")
             path = os.path.join(config.base_path, str(version))
             try:
                 servable = Servable(name, version, path)
@@ -284,7 +285,8 @@ class ModelManager:
             except Exception as e:  # noqa: BLE001 - a bad version must not stop the server
                 logger.error("Loading servable: {name: %s version: %d} failed: %s", name,
                              version, e)
-                self._states[name][version] = _VersionState("END", str(e))
+                with self._lock:
+                    self._states[name][version] = _VersionState("END", str(e))
                 continue
             with self._lock:
                 self._servables[name][version] = servable

@@ -197,8 +197,8 @@ def impressions(interactions: pd.DataFrame, available_from: pd.Series,
         else:
             negs = []
         out.append(pd.concat([block] + negs, ignore_index=True))
-        for item, n in counts_by_day.loc[day].items():
-            earlier[int(item)] += n
+        today = counts_by_day.loc[day]  # one row per item: plain fancy-index addition
+        earlier[today.index.to_numpy(np.int64)] += today.to_numpy(np.int64)
     events = pd.concat(out, ignore_index=True)
     events["item_id"] = item_ids[events["item"].to_numpy(np.int64)]
     events = events.sort_values(["user_id", "day", "count", "item_id"],
@@ -238,9 +238,9 @@ def _draw_negatives(block, pool, weights, per_positive, rng, problems, day) -> p
     if not short.empty:  # tiny pools: the most popular items left, deterministic
         order = pool[np.argsort(-weights, kind="stable")]
         extra = []
+        own = block.groupby("user_id", sort=False)["item"].agg(set)
         for user, n in short.items():
-            taken = {i for u, i in positives if u == user} | set(
-                chosen.loc[chosen["user_id"] == user, "item"])
+            taken = own[user] | set(chosen.loc[chosen["user_id"] == user, "item"])
             rest = [i for i in order if i not in taken][:n]
             extra.append(pd.DataFrame({"user_id": user, "item": np.array(rest, np.int64)}))
             if problems is not None and len(rest) < n:
