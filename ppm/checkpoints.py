@@ -6,8 +6,12 @@ over ``tf.train.Checkpoint(model=..., optimizer=...)``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
+import re
+import time
 
 import tensorflow as tf
 
@@ -17,21 +21,188 @@ CHECKPOINT_DIR = "checkpoints"
 logger = logging.getLogger(__name__)
 
 
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint folder holds checkpoint files, none of which can be read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """What a checkpoint folder holds.
+
+    Attributes:
+      readable: checkpoint prefixes, oldest first; the newest was read completely (index and
+        every tensor), older ones are not read.
+      damaged: ``(prefix or file, reason)`` of checkpoints that cannot be read, newest first.
+      state_file_error: why the ``checkpoint`` state file could not be used (None: fine or absent).
+    """
+
+    readable: list
+    damaged: list
+    state_file_error: str | None
+
+    @property
+    def newest(self) -> str | None:
+        return self.readable[-1] if self.readable else None
+
+    @property
+    def holds_checkpoints(self) -> bool:
+        return bool(self.readable or self.damaged or self.state_file_error)
+
+
+_FILE = re.compile(r"^(?P<prefix>.+-(?P<step>\d+))\.(index|data-\d+-of-\d+)$")
+STATE_FILE = "checkpoint"
+
+
+def check_readable(prefix: str) -> str | None:
+    """Why the checkpoint ``prefix`` cannot be restored, or None when it can.
+
+    Reads the index and every tensor (the bundle reader verifies each tensor's checksum), so a
+    truncated or overwritten data shard is found here rather than half-way through a restore.
+    The answer is remembered while the checkpoint's files keep their sizes and times.
+    """
+    if not tf.io.gfile.exists(prefix + ".index"):
+        return f"{prefix}.index is missing"
+    files = tuple((f, s.length, s.mtime_nsec) for f in sorted(tf.io.gfile.glob(prefix + ".*"))
+                  for s in [tf.io.gfile.stat(f)])
+    return _check_files(prefix, files)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_files(prefix: str, files: tuple) -> str | None:
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for key in reader.get_variable_to_shape_map():
+            reader.get_tensor(key)
+    except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as e:
+        shards = sorted(tf.io.gfile.glob(prefix + ".*"))
+        return (f"cannot read {', '.join(shards) or prefix}: "
+                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+    return None
+
+
+def scan(folder: str) -> Scan:
+    """Finds every checkpoint in ``folder`` from its files (not only the state file).
+
+    The ``checkpoint`` state file names the latest checkpoint, but it can be stale, garbage or
+    point at a checkpoint whose files were lost; the files themselves are the truth.
+    """
+    if not tf.io.gfile.isdir(folder):
+        return Scan([], [], None)
+    prefixes = {}
+    for name in tf.io.gfile.listdir(folder):
+        match = _FILE.match(name)
+        if match:
+            prefixes[os.path.join(folder, match["prefix"])] = int(match["step"])
+    state_error = None
+    state_path = os.path.join(folder, STATE_FILE)
+    if tf.io.gfile.exists(state_path):
+        state = None
+        try:
+            state = tf.train.get_checkpoint_state(folder)
+        except Exception as e:  # noqa: BLE001 - any parse failure means an unusable file
+            state_error = f"{state_path} cannot be parsed ({e})"
+        if state is None and state_error is None:
+            state_error = f"{state_path} cannot be parsed"
+        for path in (state.all_model_checkpoint_paths if state else []):
+            path = path if os.path.isabs(path) else os.path.join(folder, path)
+            match = re.search(r"-(\d+)$", path)
+            if match:
+                prefixes.setdefault(path, int(match[1]))
+    readable, damaged = [], []
+    for prefix in sorted(prefixes, key=prefixes.get, reverse=True):
+        # Newest first, until one reads: older ones are only needed if that one is lost.
+        reason = None if readable else check_readable(prefix)
+        if reason:
+            damaged.append((prefix, reason))
+        else:
+            readable.insert(0, prefix)
+    return Scan(readable, damaged, state_error)
+
+
 def latest(path: str) -> str:
-    """The latest checkpoint of a run folder, a checkpoint folder, or a checkpoint prefix.
+    """The newest readable checkpoint of a run folder, a checkpoint folder, or a prefix.
+
+    Damaged checkpoints newer than the one returned are skipped with a warning naming them.
 
     Raises:
       FileNotFoundError: nothing to restore there.
+      DamagedCheckpointError: there are checkpoints, but none can be read.
     """
     for folder in (os.path.join(path, CHECKPOINT_DIR), path):
-        if tf.io.gfile.isdir(folder):
-            found = tf.train.latest_checkpoint(folder)
-            if found:
-                return found
+        found = scan(folder)
+        _warn_damaged(found)
+        if found.newest:
+            return found.newest
+        if found.holds_checkpoints:
+            raise DamagedCheckpointError(_none_readable(folder, found))
     if tf.io.gfile.exists(path + ".index"):
+        reason = check_readable(path)
+        if reason:
+            raise DamagedCheckpointError(reason)
         return path
     raise FileNotFoundError(f"no checkpoint in {path} (expected a run folder with "
                             f"{CHECKPOINT_DIR}/ or a checkpoint prefix)")
+
+
+def _warn_damaged(found: Scan) -> None:
+    if found.state_file_error:
+        logger.warning("Ignoring the checkpoint state file: %s", found.state_file_error)
+    for prefix, reason in found.damaged:
+        logger.warning("Skipping damaged checkpoint %s: %s", prefix, reason)
+
+
+def _none_readable(folder: str, found: Scan) -> str:
+    reasons = [r for _, r in found.damaged] + ([found.state_file_error]
+                                                if found.state_file_error else [])
+    return (f"{folder} holds checkpoints but none can be read: " + "; ".join(reasons) +
+            ". Restore them from a backup, or move the folder away to start over.")
+
+
+def _write_state_file(folder: str, latest_prefix: str, prefixes: list) -> None:
+    """Writes the ``checkpoint`` state file (a CheckpointState text proto), atomically."""
+    def quoted(prefix):
+        return '"' + os.path.basename(prefix).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"model_checkpoint_path: {quoted(latest_prefix)}"]
+    lines += [f"all_model_checkpoint_paths: {quoted(p)}" for p in prefixes]
+    tmp = os.path.join(folder, f".{STATE_FILE}.tmp")
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    tf.io.gfile.rename(tmp, os.path.join(folder, STATE_FILE), overwrite=True)
+
+
+def prepare_resume(folder: str) -> tuple[str | None, list]:
+    """Makes a run's checkpoint folder safe to resume from; returns (checkpoint, damaged).
+
+    The newest readable checkpoint is the one to resume from. Damaged checkpoints are moved
+    into ``<folder>/damaged-<time>/`` (kept for inspection, and never overwritten by the
+    resumed run's saves at the same steps), and the state file is rewritten to list the
+    readable ones, so that ``tf.train.CheckpointManager`` keeps rotating them.
+
+    Returns:
+      ``(None, [])`` for a folder without checkpoints (a new run), else the checkpoint prefix
+      to restore and the ``(prefix, reason)`` of every damaged checkpoint set aside.
+
+    Raises:
+      DamagedCheckpointError: the folder holds checkpoints and none can be read: starting over
+        would silently lose the run, so nothing is touched.
+    """
+    found = scan(folder)
+    if not found.holds_checkpoints:
+        return None, []
+    _warn_damaged(found)
+    if not found.newest:
+        raise DamagedCheckpointError(_none_readable(folder, found))
+    if found.damaged:
+        aside = os.path.join(folder, time.strftime("damaged-%Y%m%d-%H%M%S"))
+        tf.io.gfile.makedirs(aside)
+        for prefix, _ in found.damaged:
+            for f in tf.io.gfile.glob(prefix + ".*"):
+                tf.io.gfile.rename(f, os.path.join(aside, os.path.basename(f)))
+        logger.warning("Moved %d damaged checkpoint(s) to %s", len(found.damaged), aside)
+    if found.damaged or found.state_file_error:
+        _write_state_file(folder, found.newest, found.readable)
+    return found.newest, found.damaged
 
 
 def load_ppm_module(model, path: str) -> str:

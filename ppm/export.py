@@ -183,7 +183,8 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
                 w.write(log.SerializeToString())
         info = {"run": os.path.abspath(run_dir), "checkpoint": checkpoints.latest(run_dir),
                 "checkpoint_digest": checkpoint_digest(run_dir),
-                "model": config.model.name, "name": name, "version": version}
+                "model": config.model.name, "name": name, "version": version,
+                "cache_coverage": inputs.coverage}
         with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
         tf.io.gfile.rename(tmp, final)
@@ -214,4 +215,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (
+        ValueError, FileNotFoundError, FileExistsError, checkpoints.DamagedCheckpointError
+    ) as e:
+        logger.error("%s", e)  # bad input: the reason, not a traceback
+        sys.exit(2)

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -184,6 +185,46 @@ def restrict_to_dataset_tasks(config) -> list[str]:
     return dropped
 
 
+def window_examples(config, window: str | None = None) -> int:
+    """Examples in a window of the training data (the examples' ``stats.json``).
+
+    Raises:
+      FileNotFoundError: no ``stats.json``.
+      ValueError: the window is not in it, or is empty.
+    """
+    window = window or config.data.train_window
+    path = os.path.join(config.data.examples, "stats.json")
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} is missing (written by beam_jobs.build_examples); "
+                                "trainer.train_passes needs the window's example count")
+    with tf.io.gfile.GFile(path) as f:
+        windows = json.load(f).get("windows", {})
+    n = (windows.get(window) or {}).get("examples")
+    if not n:
+        raise ValueError(f"{path}: window {window!r} has no examples (windows: "
+                         f"{ {k: v.get('examples') for k, v in windows.items()} })")
+    return int(n)
+
+
+def _passes(config, steps: int) -> float | None:
+    """Passes over the training window that ``steps`` make (None: the count is unknown)."""
+    try:
+        return round(steps * config.data.global_batch_size / window_examples(config), 3)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def resolve_train_steps(config) -> None:
+    """Sets ``trainer.train_steps`` from ``trainer.train_passes`` (when > 0)."""
+    t = config.trainer
+    if t.train_passes > 0:
+        n = window_examples(config)
+        steps = max(1, math.ceil(t.train_passes * n / config.data.global_batch_size))
+        config.override({"trainer": {"train_steps": steps}})
+        logger.info("%g pass(es) over %s (%d examples) at batch %d: %d steps", t.train_passes,
+                    config.data.train_window, n, config.data.global_batch_size, steps)
+
+
 def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=None,
           verbose: int = 1) -> dict:
     """Trains (or resumes) the run in ``model_dir``; returns the training summary.
@@ -193,6 +234,7 @@ def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=N
       FileNotFoundError: missing examples, vocabularies, cache or checkpoints.
     """
     restrict_to_dataset_tasks(config)
+    resolve_train_steps(config)
     config.validate()
     _check_same_run(config, model_dir)
     tf.io.gfile.makedirs(model_dir)
@@ -214,14 +256,16 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
     keras.utils.set_random_seed(d.seed)
     with strategy.scope():
         manager_dir = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR)
-        resuming = bool(tf.train.latest_checkpoint(manager_dir))
-        model, optimizer = build(config, inputs, None if resuming else init_checkpoint)
+        # Never start over in a folder that holds checkpoints: resume from the newest readable
+        # one (damaged newer ones are set aside) or refuse (DamagedCheckpointError).
+        resume_from, damaged = checkpoints.prepare_resume(manager_dir)
+        model, optimizer = build(config, inputs, None if resume_from else init_checkpoint)
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(ckpt, manager_dir, max_to_keep=t.max_to_keep,
                                              step_counter=optimizer.iterations)
-        if resuming:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            logger.info("Resuming %s from %s (step %d)", model_dir, manager.latest_checkpoint,
+        if resume_from:
+            ckpt.restore(resume_from).assert_existing_objects_matched()
+            logger.info("Resuming %s from %s (step %d)", model_dir, resume_from,
                         int(optimizer.iterations.numpy()))
 
     def dataset_fn(ctx):
@@ -230,8 +274,7 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
                                      input_context=ctx)
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
-    step = int(optimizer.iterations.numpy())
-    epochs = t.train_steps // t.checkpoint_interval
+    start = step = int(optimizer.iterations.numpy())
     callback = _CheckpointAndSpeed(manager, d.global_batch_size)
     started = time.perf_counter()
     history = {}
@@ -239,15 +282,29 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
         logger.info("Training %s (%s) on %s for %d steps of %d examples, %d replicas",
                     config.model.name, config.model.ppm_init, d.train_window, t.train_steps,
                     d.global_batch_size, strategy.num_replicas_in_sync)
-        history = model.fit(
-            dataset, epochs=epochs, initial_epoch=step // t.checkpoint_interval,
-            steps_per_epoch=t.checkpoint_interval, verbose=verbose,
-            callbacks=[callback, keras.callbacks.TensorBoard(
-                os.path.join(model_dir, "logs"), update_freq="epoch")]).history
+        callbacks = [callback, keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"),
+                                                           update_freq="epoch")]
+        # Whole loops of checkpoint_interval steps, then a shorter last loop ending at
+        # train_steps; a checkpoint after each loop, so a resumed run starts at a loop boundary.
+        full, rest = divmod(t.train_steps, t.checkpoint_interval)
+        loops = [(t.checkpoint_interval, full, 0)] + ([(rest, 1, full)] if rest else [])
+        for steps_per_loop, count, first in loops:
+            done = (step - first * t.checkpoint_interval) // steps_per_loop
+            if done >= count:
+                continue
+            fit = model.fit(dataset, epochs=first + count, initial_epoch=first + max(done, 0),
+                            steps_per_epoch=steps_per_loop, verbose=verbose,
+                            callbacks=callbacks).history
+            for k, v in fit.items():
+                history.setdefault(k, []).extend(v)
+            step = int(optimizer.iterations.numpy())
     summary = {
         "experiment": {"model": config.model.name, "ppm_init": config.model.ppm_init},
         "steps": int(optimizer.iterations.numpy()),
-        "resumed_from_step": step if step else None,
+        "resumed_from_step": start if resume_from else None,
+        "passes": _passes(config, int(optimizer.iterations.numpy())),
+        "damaged_checkpoints_skipped": [{"checkpoint": p, "reason": r} for p, r in damaged],
+        "cache_coverage": inputs.coverage,
         "replicas": strategy.num_replicas_in_sync,
         "train_examples_per_second": callback.speeds,
         "seconds": time.perf_counter() - started,
@@ -260,9 +317,8 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
 
 
 def _is_demo(config) -> bool:
-    default = configs.DataConfig()
-    return (config.data.examples, config.data.embeddings) == (default.examples,
-                                                              default.embeddings)
+    """No data paths given: the demo's folders under ``--run_root``."""
+    return not (config.data.examples or config.data.embeddings)
 
 
 def _demo_paths(config, run_root: str) -> None:
@@ -354,4 +410,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError, checkpoints.DamagedCheckpointError) as e:
+        # Bad input or a damaged run: the reason, not a traceback (--verbose does not change it).
+        logger.error("%s", e)
+        sys.exit(2)

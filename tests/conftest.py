@@ -16,6 +16,65 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 TINY_SEED = 7
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The user's working folders: no test may read or write them.
+WORKING_FOLDERS = ("runs", "saved_models", "data", "benchmarks/results")
+DECOY_TASK = "decoy-label-from-the-working-folder"
+
+
+def _snapshot(root: str) -> dict:
+    """``{path: (size, mtime)}`` of every file under the working folders of ``root``."""
+    out = {}
+    for folder in WORKING_FOLDERS:
+        for dirpath, _, files in os.walk(os.path.join(root, folder)):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                out[path] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def write_decoy_demo(root: str) -> None:
+    """A demo-like folder whose every file is wrong for any test: a test that reads it through
+    a relative default (``runs/demo/...``, ``saved_models/...``) fails instead of passing on a
+    clean clone and failing after ``make demo``."""
+    import json
+
+    demo = os.path.join(root, "runs", "demo")
+    for sub in ("dataset", "examples", "embeddings", "train"):
+        os.makedirs(os.path.join(demo, sub), exist_ok=True)
+    with open(os.path.join(demo, "examples", "stats.json"), "w") as f:
+        json.dump({"dataset_tasks": [DECOY_TASK], "windows": {}}, f)
+    with open(os.path.join(demo, "dataset", "dataset.json"), "w") as f:
+        json.dump({"name": "decoy", "tasks": [DECOY_TASK]}, f)
+    for path in ("examples/schema.json", "embeddings/manifest.json"):
+        with open(os.path.join(demo, path), "w") as f:
+            f.write("{not json: this is a decoy working folder")
+    version = os.path.join(root, "saved_models", "urm", "1")
+    os.makedirs(version, exist_ok=True)
+    with open(os.path.join(version, "saved_model.pb"), "wb") as f:
+        f.write(b"decoy")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_from_working_folders(tmp_path_factory):
+    """Every test runs in a scratch working directory that holds a decoy demo folder, and the
+    repository's own working folders (``runs/``, ``saved_models/``, ...) must be unchanged at
+    the end of the session: tests use their own temporary folders only."""
+    before = _snapshot(REPO)
+    scratch = str(tmp_path_factory.mktemp("working_directory"))
+    write_decoy_demo(scratch)
+    cwd = os.getcwd()
+    os.chdir(scratch)
+    try:
+        yield scratch
+    finally:
+        os.chdir(cwd)
+    changed = sorted(set(before.items()) ^ set(_snapshot(REPO).items()))
+    assert not changed, f"tests changed the repository's working folders: {changed[:10]}"
 
 
 @pytest.fixture(scope="session")

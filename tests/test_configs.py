@@ -37,7 +37,13 @@ def test_overrides_yaml_and_errors(tmp_path):
         configs.get_config("nope")
     with pytest.raises(ValueError, match="ppm_checkpoint"):
         configs.resolve("urm", "demo")
-    with pytest.raises(ValueError, match="multiple"):
-        configs.resolve("urm_wo_ppm", "demo", params_override="trainer.train_steps=7")
+    with pytest.raises(ValueError, match="train_passes"):
+        configs.resolve("urm_wo_ppm", "demo", params_override="trainer.train_passes=-1")
     with pytest.raises(ValueError, match="click only"):
         configs.resolve("ppm_pretrain", "demo", params_override="model.tasks=[click,order]")
+
+
+def test_data_paths_have_no_working_directory_default():
+    # A config never reads runs/demo/... relative to wherever the process runs.
+    c = configs.resolve("urm", "paper", validate=False)
+    assert (c.data.dataset, c.data.examples, c.data.embeddings) == ("", "", "")

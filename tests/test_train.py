@@ -246,3 +246,24 @@ def test_resume_keeps_the_vocabulary_the_model_was_built_from(tiny_world, tiny_e
     assert open(os.path.join(run, "vocab", "item_id.tsv")).read() == recorded
     model, _, _ = evaluate.load_model(run)  # rebuilt from the recorded vocabulary
     assert model.idsm.embedders[0].embeddings[0].vocabulary[0] != "brand-new-item"
+
+
+def test_length_in_passes_over_the_window(tiny_world, tiny_examples, tiny_cache, tmp_path):
+    examples, stats = tiny_examples
+    n = stats["windows"]["train_large"]["examples"]
+    c = tiny_config("urm_wo_ppm", tiny_world, tiny_examples, tiny_cache,
+                    trainer={"train_passes": 0.25, "checkpoint_interval": 4})
+    steps = int(np.ceil(0.25 * n / 64))
+    assert steps % 4, "the case must end with a shorter last loop"
+    run = str(tmp_path / "run")
+    summary = train.train(c, run, verbose=0)
+    assert summary["steps"] == steps
+    assert summary["passes"] == pytest.approx(steps * 64 / n, abs=1e-3)
+    # One checkpoint per whole loop and one at the end of the shorter last loop.
+    assert len(summary["train_examples_per_second"]) == -(-steps // 4)
+    assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith(f"ckpt-{steps}")
+    from ppm import configs
+
+    assert configs.read_run_config(run).trainer.train_steps == steps  # recorded, resolved
+    # The demo preset is one pass, whatever the dataset.
+    assert configs.get_config("urm", "demo").trainer.train_passes == 1.0

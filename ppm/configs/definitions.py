@@ -18,6 +18,10 @@ STRATEGIES = ("mirrored", "multi_worker_mirrored")
 class DataConfig(hyperparams.Config):
     """Where the inputs are and how they are batched.
 
+    The three paths have no default: a config never reads a folder relative to the working
+    directory unless told to (``python -m ppm.train`` without them uses the demo's folders under
+    ``--run_root``).
+
     Attributes:
       dataset: the canonical dataset (evaluation reads the synthetic world's true
         probabilities from it for the oracle AUC, when present).
@@ -30,17 +34,21 @@ class DataConfig(hyperparams.Config):
       max_history: keep the most recent N history items (0: all that the examples hold).
       shuffle_buffer: examples in the shuffle buffer.
       seed: shuffle and initialisation seed.
+      max_missing_cache_fraction: training, evaluation and export refuse an embedding cache
+        that lacks more than this fraction of the catalogue's items (any missing item is
+        reported: it would be scored with the cache's unknown row).
     """
 
-    dataset: str = "runs/demo/dataset"
-    examples: str = "runs/demo/examples"
-    embeddings: str = "runs/demo/embeddings"
+    dataset: str = ""
+    examples: str = ""
+    embeddings: str = ""
     train_window: str = "train_large"
     eval_window: str = "test"
     global_batch_size: int = 20000
     max_history: int = 0
     shuffle_buffer: int = 100_000
     seed: int = 0
+    max_missing_cache_fraction: float = 0.01
 
 
 @dataclasses.dataclass
@@ -100,8 +108,14 @@ class TrainerConfig(hyperparams.Config):
     """The training loop.
 
     Attributes:
-      train_steps: optimizer steps in all.
-      checkpoint_interval: steps between checkpoints (also one Keras progress-bar "epoch").
+      train_passes: when > 0, the length of the run in passes over its training window:
+        ``train_steps`` is then set at the start of training to
+        ``ceil(train_passes * examples in the window / global_batch_size)`` (the window's
+        example count from the examples' ``stats.json``), so a preset means the same thing on
+        any dataset. 0: ``train_steps`` as given.
+      train_steps: optimizer steps in all (derived from ``train_passes`` when that is set).
+      checkpoint_interval: steps between checkpoints (also one Keras progress-bar "epoch"); a
+        last, shorter loop ends at ``train_steps`` when it is not a multiple.
       max_to_keep: checkpoints kept in ``<model_dir>/checkpoints``.
       learning_rate, end_learning_rate: Adam's rate decays linearly from the first to the
         second over ``train_steps`` (PPM: 4e-4 to 1e-4).
@@ -110,6 +124,7 @@ class TrainerConfig(hyperparams.Config):
       eval_batch_size: batch size of ``ppm.evaluate``.
     """
 
+    train_passes: float = 0.0
     train_steps: int = 10_000
     checkpoint_interval: int = 500
     max_to_keep: int = 3
@@ -164,9 +179,8 @@ class ExperimentConfig(hyperparams.Config):
                             ("data.global_batch_size", d.global_batch_size)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if t.train_steps % t.checkpoint_interval:
-            raise ValueError(f"trainer.train_steps ({t.train_steps}) must be a multiple of "
-                             f"trainer.checkpoint_interval ({t.checkpoint_interval})")
+        if t.train_passes < 0:
+            raise ValueError(f"trainer.train_passes must be >= 0, got {t.train_passes}")
         if m.name == "urm" and m.ppm_init != "random" and not m.ppm_checkpoint:
             raise ValueError(f"model.ppm_init={m.ppm_init!r} loads a pre-trained PPM: set "
                              "model.ppm_checkpoint to a ppm_pretrain run folder")

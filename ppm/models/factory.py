@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 
 import numpy as np
@@ -23,6 +24,7 @@ from ppm.models.ppm import PPM
 from ppm.models.ranking import RankingModel
 from ppm.models.urm import URM
 
+logger = logging.getLogger(__name__)
 VOCAB_DIR = "vocab"
 CACHE_FILE = "cache.json"
 
@@ -40,6 +42,7 @@ class ModelInputs:
     schema: features.FeatureSchema
     vocabularies: dict
     cache: cache_lib.EmbeddingCache | None
+    coverage: dict | None = None
 
 
 def uses_cache(config) -> bool:
@@ -76,6 +79,13 @@ def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
       ppm.data.cache.CacheMismatchError: the cache is not the one the run was trained with.
     """
     examples = config.data.examples
+    if not examples:
+        raise ValueError("data.examples is not set: give the folder written by "
+                         "beam_jobs.build_examples (--params_override data.examples=DIR)")
+    if uses_cache(config) and not config.data.embeddings:
+        raise ValueError(f"model {config.model.name!r} reads the embedding cache but "
+                         "data.embeddings is not set: give the folder written by "
+                         "beam_jobs.embed_items")
     schema = features.FeatureSchema.load(os.path.join(examples, features.SCHEMA_FILE))
     vocab_dir = os.path.join(examples, VOCAB_DIR)
     expected = None
@@ -86,7 +96,75 @@ def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
             expected = json.load(f)
     cache = (cache_lib.load_cache(config.data.embeddings, expected_manifest=expected)
              if uses_cache(config) else None)
-    return ModelInputs(schema, read_vocabularies(vocab_dir), cache)
+    vocabularies = read_vocabularies(vocab_dir)
+    coverage = None
+    if cache is not None:
+        _check_trained_rows(cache, config.data.embeddings, run_dir)
+        coverage = cache_coverage(cache, config, vocabularies)
+    return ModelInputs(schema, vocabularies, cache, coverage)
+
+
+class CacheCoverageError(ValueError):
+    """Too many catalogue items are missing from the embedding cache."""
+
+
+def cache_coverage(cache: cache_lib.EmbeddingCache, config, vocabularies: dict) -> dict:
+    """Counts the catalogue items that the embedding cache lacks, and refuses too many.
+
+    A missing item is looked up as the cache's unknown row: its title and image are lost
+    without a word, which is what PPM exists to avoid (cold items, PPM §4.5). The catalogue is
+    the dataset's ``items.parquet`` when ``data.dataset`` has one, else the item vocabulary.
+
+    Returns:
+      ``{"catalogue", "items", "missing", "fraction", "examples"}`` (``examples``: a few
+      missing ids).
+
+    Raises:
+      CacheCoverageError: the missing fraction exceeds ``data.max_missing_cache_fraction``.
+    """
+    from ppm.data import canonical
+
+    items_path = os.path.join(config.data.dataset, canonical.ITEMS_FILE)
+    if config.data.dataset and canonical.file_exists(items_path):
+        source = items_path
+        ids = np.asarray(canonical.read_parquet(items_path, columns=["item_id"])["item_id"]
+                         .to_pylist(), dtype=str)
+    else:
+        source = "the item vocabulary (no data.dataset items.parquet)"
+        ids = np.asarray(vocabularies["item_id"], dtype=str)
+    missing = ids[~np.isin(ids, cache.ids)]
+    report = {"catalogue": source, "items": int(len(ids)), "missing": int(len(missing)),
+              "fraction": float(len(missing) / max(len(ids), 1)),
+              "examples": missing[:5].tolist()}
+    if not len(missing):
+        return report
+    limit = config.data.max_missing_cache_fraction
+    text = (f"{len(missing):,} of {len(ids):,} catalogue items ({report['fraction']:.2%}; "
+            f"{source}) are missing from the embedding cache {config.data.embeddings}, e.g. "
+            f"{report['examples']}: they are scored with the cache's unknown row")
+    if report["fraction"] > limit:
+        raise CacheCoverageError(
+            f"{text}. That is more than data.max_missing_cache_fraction = {limit:g}: rebuild "
+            "the cache for this catalogue (python -m beam_jobs.embed_items), or raise the limit")
+    logger.warning("%s (data.max_missing_cache_fraction = %g)", text, limit)
+    return report
+
+
+def _check_trained_rows(cache: cache_lib.EmbeddingCache, path: str, run_dir: str | None):
+    """A trained run's checkpoint holds its cache table: the cache must have as many items."""
+    from ppm import checkpoints
+
+    if not run_dir:
+        return
+    try:
+        rows = checkpoints.cache_rows_in(run_dir)
+    except FileNotFoundError:
+        return  # not trained yet
+    if rows is not None and rows != len(cache) + 1:
+        raise cache_lib.CacheMismatchError(
+            f"the run {run_dir} was trained with an embedding cache of {rows - 1:,} items, but "
+            f"{path} holds {len(cache):,}: use the cache it was trained with (its manifest is "
+            f"recorded in {os.path.join(run_dir, CACHE_FILE)}), or train a new run")
 
 
 def record_inputs(inputs: ModelInputs, config, run_dir: str) -> None:
