@@ -90,6 +90,9 @@ QUERY_COLUMNS = (
 TABLES = {ITEMS_FILE: ITEM_COLUMNS, EVENTS_FILE: EVENT_COLUMNS, QUERIES_FILE: QUERY_COLUMNS}
 QUERY_KINDS = ("text", "image")
 LABEL_COLUMNS = ("click", "order", "cart")
+# dataset.json ``positions``: "displayed" (``position`` is the slot each candidate was shown
+# in) or "none" (no display order is known: every position is 0, the serving default).
+POSITIONS = ("displayed", "none")
 
 
 def arrow_kind(t: pa.DataType) -> str:
@@ -153,6 +156,11 @@ class DatasetMeta:
       counts: row counts and other figures, informational.
       licence: licence note, required for real data.
       extra: anything a source wants to record (e.g. synthetic generator parameters).
+      positions: ``"displayed"`` when ``position`` is the slot each candidate was shown in (a
+        logged feed), ``"none"`` when no display order is known (requests built from
+        interactions, or a published list that was shuffled): then every ``position`` is 0,
+        the value the serving client scores with, so the model learns nothing from it and its
+        offline metrics are the ones serving gets. Missing in older files: ``"displayed"``.
     """
 
     name: str
@@ -165,6 +173,7 @@ class DatasetMeta:
     licence: str = ""
     extra: dict = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    positions: str = "displayed"
 
     def window(self, name: str) -> Window:
         if name not in self.windows:

@@ -39,7 +39,8 @@ LABEL_RULES = ("order_requires_click", "cart_requires_click")
 # dataset.json keys and the JSON type each must have.
 _META_TYPES = {"name": (str, "string"), "source": (str, "string"), "licence": (str, "string"),
                "windows": (dict, "object"), "label_rules": (dict, "object"),
-               "tasks": (list, "list"), "counts": (dict, "object"), "extra": (dict, "object")}
+               "tasks": (list, "list"), "counts": (dict, "object"), "extra": (dict, "object"),
+               "positions": (str, "string")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +135,9 @@ def check_meta(meta: canonical.DatasetMeta, report: Report) -> dict | None:
         if not meta.tasks or not all(isinstance(t, str) and t in names for t in meta.tasks):
             report.error(f, "tasks", f"tasks must be a non-empty subset of {list(names)}, "
                          f"got {meta.tasks}")
+    if isinstance(meta.positions, str) and meta.positions not in canonical.POSITIONS:
+        report.error(f, "positions", f"positions must be one of {list(canonical.POSITIONS)}, "
+                     f"got {meta.positions!r}")
     return _check_windows(meta.windows, report) if isinstance(meta.windows, dict) else None
 
 
@@ -273,7 +277,8 @@ def _check_items(items: _Table, report: Report) -> None:
 
 
 def _check_events(events: _Table, items: _Table | None, windows: dict | None,
-                  label_rules: dict | None, report: Report) -> None:
+                  label_rules: dict | None, report: Report,
+                  positions: str = "displayed") -> None:
     f = events.file
     for col in ("request_id", "user_id"):
         if events.has(col):
@@ -311,19 +316,28 @@ def _check_events(events: _Table, items: _Table | None, windows: dict | None,
             if bad.any():
                 unknown = " (use null for unknown)" if col == "rank" else ""
                 report.error(f, col, f"negative {col}s{unknown}", _rows(bad))
+    if positions == "none" and events.has("position"):
+        bad = as_bool(pc.not_equal(events["position"], 0))
+        if bad.any():
+            report.error(f, "position", f"{int(bad.sum())} positions other than 0, but "
+                         "dataset.json says positions: none (no display order is known)",
+                         _rows(bad))
     if events.has("request_id"):
-        _check_requests(events, report)
+        _check_requests(events, report, positions)
     if events.has("ts") and windows is not None:
         _check_event_windows(events, windows, report)
     _check_floats(events, report)
 
 
-def _check_requests(events: _Table, report: Report) -> None:
-    """A request is one display: one user, one time, distinct items at distinct positions."""
+def _check_requests(events: _Table, report: Report, positions: str = "displayed") -> None:
+    """A request is one display: one user, one time, distinct items at distinct positions
+    (positions only when they were displayed)."""
     f = events.file
     request = codes(events["request_id"])
     valid = as_bool(events["request_id"].is_valid())
-    for col, what in (("item_id", "item"), ("position", "position")):
+    unique = (("item_id", "item"),) + ((("position", "position"),)
+                                       if positions != "none" else ())
+    for col, what in unique:
         if events.has(col):
             dup = duplicated(pair_keys(request, codes(events[col])))
             dup &= valid & as_bool(events[col].is_valid())
@@ -398,6 +412,7 @@ def validate(dataset_dir: str) -> Report:
     """Checks a dataset folder. Returns a :class:`Report` (never raises for bad data)."""
     report = Report()
     windows = label_rules = None
+    positions = "displayed"
     try:
         meta = canonical.read_meta(dataset_dir)
     except (FileNotFoundError, ValueError, TypeError) as e:
@@ -405,12 +420,13 @@ def validate(dataset_dir: str) -> Report:
     else:
         windows = check_meta(meta, report)
         label_rules = meta.label_rules if isinstance(meta.label_rules, dict) else None
+        positions = meta.positions
     items = _read_table(dataset_dir, canonical.ITEMS_FILE, report)
     events = _read_table(dataset_dir, canonical.EVENTS_FILE, report)
     if items is not None:
         _check_items(items, report)
     if events is not None:
-        _check_events(events, items, windows, label_rules, report)
+        _check_events(events, items, windows, label_rules, report, positions)
     if canonical.file_exists(os.path.join(dataset_dir, canonical.QUERIES_FILE)):
         queries = _read_table(dataset_dir, canonical.QUERIES_FILE, report)
         if queries is not None:

@@ -7,10 +7,15 @@ interacted item is a positive (duplicates within the day merged, labels OR-ed) a
 before the end of that day), with probability proportional to ``(count + 1) ** 0.75``, where
 ``count`` is the item's interactions on earlier days (popular items are drawn more often, as a
 ranker would show them, without looking into the future; the exponent is word2vec's). Draws
-are seeded. ``position`` and ``rank`` are the order in which a popularity ranker (the same
-earlier-day counts, ties by item id) would show the request's candidates. The request's ``ts``
-is its first interaction of the day, so the history of every candidate is what the user did on
-earlier days.
+are seeded. Nothing was displayed, so nothing is invented about a display: ``position`` is 0
+(the serving default: the client scores every candidate at position 0) and ``rank`` is null
+for every event, and the adapters write ``positions: "none"`` in ``dataset.json``. (These
+columns used to hold the order of a simulated popularity ranker: a feature the served model
+never sees, and one that told the model which candidates were the drawn negatives.) A
+request's rows are sorted by item id. The request's ``ts`` is its first interaction of the
+day, so the history of every candidate is what the user did on earlier days; an item's
+availability (its ``created_at``) must therefore be at the latest the start of the UTC day of
+its first interaction (:func:`day_start`), or a request would show it before it existed.
 
 **Windows** (:func:`quantile_windows`): from the data's own time range, cut at UTC day
 boundaries near the quantiles of event time: ``pretrain`` the first half of the events,
@@ -159,7 +164,8 @@ def impressions(interactions: pd.DataFrame, available_from: pd.Series,
       problems: counts requests that got fewer negatives than asked (too few items available).
 
     Returns:
-      events (canonical columns + ``user_*``), sorted by ``ts``, ``request_id``, ``position``.
+      events (canonical columns + ``user_*``), sorted by ``ts``, ``request_id``, ``item_id``;
+      ``position`` 0 and ``rank`` null (module docstring).
     """
     rng = np.random.default_rng(seed)
     labels = ["click", "order", "cart"]
@@ -180,7 +186,6 @@ def impressions(interactions: pd.DataFrame, available_from: pd.Series,
     out = []
     for day, block in pos.groupby("day", sort=True):
         block = block.copy()
-        block["count"] = earlier[block["item"].to_numpy()]
         pool = np.flatnonzero(avail < day + DAY)
         weights = (earlier[pool] + 1.0) ** POPULARITY_EXPONENT
         weights /= weights.sum()
@@ -192,7 +197,6 @@ def impressions(interactions: pd.DataFrame, available_from: pd.Series,
             negs["day"] = day
             for c in labels:
                 negs[c] = 0
-            negs["count"] = earlier[negs["item"].to_numpy()]
             negs = [negs]
         else:
             negs = []
@@ -201,16 +205,14 @@ def impressions(interactions: pd.DataFrame, available_from: pd.Series,
         earlier[today.index.to_numpy(np.int64)] += today.to_numpy(np.int64)
     events = pd.concat(out, ignore_index=True)
     events["item_id"] = item_ids[events["item"].to_numpy(np.int64)]
-    events = events.sort_values(["user_id", "day", "count", "item_id"],
-                                ascending=[True, True, False, True], kind="stable")
-    events["position"] = events.groupby(["user_id", "day"]).cumcount().astype(np.int64)
-    events["rank"] = events["position"]
+    events["position"] = np.int64(0)
+    events["rank"] = pd.array([pd.NA] * len(events), dtype="Int64")
     events["request_id"] = events["user_id"].astype(str) + "@" + (
         events["day"] // DAY).astype(str)
     events["query"] = ""
     for c in labels:
         events[c] = events[c].astype(np.int64)
-    events = events.sort_values(["ts", "request_id", "position"], kind="stable")
+    events = events.sort_values(["ts", "request_id", "item_id"], kind="stable")
     cols = [c.name for c in canonical.EVENT_COLUMNS] + user_cols
     return events[cols].reset_index(drop=True)
 

@@ -42,7 +42,9 @@ Mapping (H&M logs purchases, not impressions):
   ``dataset.json`` ``tasks`` is ``[click, order]``). ``t_dat`` has no time of day: ``ts`` is
   midnight UTC of ``t_dat``, so all purchases of a customer-day form one request, and repeat
   purchases of an article on one day are one positive (quantities are lost). Requests get
-  sampled negatives, positions by a popularity ranker (:mod:`ppm.data.public.common`).
+  sampled negatives (:mod:`ppm.data.public.common`). Nothing was displayed in a known order:
+  ``position`` is 0 (the serving default) and ``rank`` null for every event, and
+  ``dataset.json`` says ``positions: "none"``.
   ``sales_channel_id`` is checked, not used.
 - users: ``user_id`` the customer id; ``user_age`` (``16-24``, ``25-34``, ``35-44``,
   ``45-54``, ``55-64``, ``65+``, ``under 16``, ``unknown`` when empty),
@@ -371,6 +373,7 @@ def convert(src: str, out: str, since: str | None = None, max_customers: int | N
     meta = canonical.DatasetMeta(
         name="hm", source=source + ("" if queries else " --no_queries"), windows=windows,
         tasks=["click", "order"], counts=common.counts(items, events), licence=LICENCE,
+        positions="none",
         extra={"transactions": total, "transactions_kept": len(purchases),
                "transactions_before_since": before, "since": since,
                "max_customers": max_customers, "customers": len(users),
@@ -383,7 +386,9 @@ def convert(src: str, out: str, since: str | None = None, max_customers: int | N
                            "title": "prod_name + colour_group_name",
                            "category_id": "product_type_name", "brand_id": "department_no",
                            "shop_id": "section_no", "created_at": "first purchase",
-                           "price": "mean purchase price", "queries": "prod_name"}})
+                           "price": "mean purchase price", "queries": "prod_name",
+                           "position": "0: nothing was displayed (positions: none)",
+                           "rank": "null"}})
     common.write_dataset(out, items.drop(columns=["prod_name"]), events, meta, texts)
     return meta
 

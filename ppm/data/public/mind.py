@@ -21,30 +21,33 @@ Mapping (MIND logs impressions with clicks: no orders, carts, prices, images or 
   are 0 and ``dataset.json`` ``tasks`` is ``[click]`` (``label_rules`` keep the default "no
   order or cart without a click", trivially true). ``request_id`` is ``src-<impression id>``
   (``dev-<impression id>`` for ``--dev``), ``ts`` the time column, ``rank`` null (unknown),
-  ``position`` the candidate's index in the published impression list. MIND shuffled these
-  lists (msnews/msnews.github.io#8), so ``position`` is not the on-screen slot and carries no
-  position bias. A news id repeated within an impression is kept once (first position, labels
-  OR-ed; counted).
-- history: the history column holds clicks from the four weeks before the data, without times.
-  Each user with a history gets one request ``hist-<user id>`` at ``ts`` = the ``pretrain``
-  start - 1 s (outside every window: history only; ``validate`` warns, it does not fail), whose
-  events are the history news as clicks, ``position`` their index in the published list. As the
-  list is oldest first, the most recent click sorts last and comes first in the most-recent-first
-  histories of ``beam_jobs.build_examples``; later in-window clicks follow it. The history is the
-  one of the user's first impression: MIND builds it from the weeks before the data, so later
-  impressions repeat it (users whose impressions disagree are counted in
+  ``position`` 0 for every event and ``dataset.json`` ``positions: "none"``. MIND shuffled its
+  impression lists (msnews/msnews.github.io#8), so the index in a list is not the on-screen
+  slot: it carries no position bias, but it does encode the list's length (a candidate at
+  index 40 is in a list of more than 40, whose click rate is lower), which a model would learn
+  and serving (every candidate at position 0) would not have. The rows of an impression keep
+  the published order. A news id repeated within an impression is kept once (first place,
+  labels OR-ed; counted).
+- history: the history column holds clicks from the four weeks before the data, without times
+  but oldest first. Each click of a user's history becomes a request of its own,
+  ``hist-<user id>-<k>`` (``k`` its place in the list, from 0), one second apart: the most
+  recent at ``history_ts`` = the ``pretrain`` start - 1 s, the one before it 1 s earlier, and so
+  on (outside every window: history only; ``validate`` warns, it does not fail). The times keep
+  the order (the most recent click comes first in the most-recent-first histories of
+  ``beam_jobs.build_examples``; later in-window clicks follow it); the seconds are invented.
+  The history is the one of the user's first impression: MIND builds it from the weeks before
+  the data, so later impressions repeat it (users whose impressions disagree are counted in
   ``extra.users_with_differing_histories``). A news id repeated within a history is kept at its
   most recent place (counted). The recency of these clicks is a lower bound (times unknown).
 - items: ``item_id`` the news id; ``title`` the title (UTF-8 as published); ``category_id`` the
   category; ``brand_id`` and ``entity`` the subcategory (``entity`` is the finest published
   label of what the item is, as a product type is for a shop; it is only a training target with
   images, which MIND lacks); ``shop_id`` empty (every URL has the host ``assets.msn.com``, and
-  MIND names no publisher); ``image`` null; ``created_at`` the news' first impression (news seen
-  only in histories, or never: the history requests' ``ts``), so history clicks of news shown
-  later precede their ``created_at`` (a validate warning, counted in
-  ``extra.history_events_before_created_at``). News referenced by ``behaviors.tsv`` but missing
-  from ``news.tsv`` keep their id with empty title and categories (counted). With ``--dev`` the
-  two ``news.tsv`` are merged (``--src`` first; rows that differ are counted).
+  MIND names no publisher); ``image`` null; ``created_at`` the news' first event: its first
+  history click if it was clicked before the data, else its first impression (news never
+  referenced: ``history_ts``), so no event precedes it. News referenced by ``behaviors.tsv``
+  but missing from ``news.tsv`` keep their id with empty title and categories (counted). With
+  ``--dev`` the two ``news.tsv`` are merged (``--src`` first; rows that differ are counted).
 - users: MIND has no profile: no ``user_*`` columns.
 - windows: without ``--dev`` by time quantiles of the impression candidates
   (:func:`~ppm.data.public.common.quantile_windows`; MINDsmall's train split spans 6 days,
@@ -55,7 +58,7 @@ Mapping (MIND logs impressions with clicks: no orders, carts, prices, images or 
 
 Problems: truncated rows, unparsable times, empty ids and duplicate impression ids skip their
 row; malformed impression tokens (``N1``, ``N1-x``, ``-1``) skip the token (the other candidates
-keep their published positions); all counted in ``extra.problems``. Titles are kept as
+keep their published order); all counted in ``extra.problems``. Titles are kept as
 published, U+2028 and other Unicode line separators included (lines split at ``\n`` only).
 """
 
@@ -123,7 +126,9 @@ class Behaviors:
     Attributes:
       items, users: id -> code, in order of first appearance.
       request_ids, request_ts, request_user: one entry per request (impression).
-      event_request, event_item, event_click, event_position: one entry per candidate.
+      event_request, event_item, event_click, event_position: one entry per candidate
+        (``event_position``: its index in the published list, which orders the rows of a
+        request; it is not written: every ``position`` is 0).
       first_history: user code -> (ts, history text) of the user's first impression.
       impressions: impressions read per role (``src``, ``dev``).
     """
@@ -229,8 +234,9 @@ class Behaviors:
         return list(clicks), [positions[n] for n in clicks], list(clicks.values())
 
     def add_histories(self, ts: int, problems: common.Problems) -> int:
-        """Adds one ``hist-<user>`` request at ``ts`` per user with a history; returns the
-        number of history events (module docstring)."""
+        """Adds one ``hist-<user>-<k>`` request per history click, the most recent at ``ts``,
+        earlier ones a second apart before it; returns the number of history events (module
+        docstring)."""
         names = list(self.users)
         n = 0
         for u, (_, history) in tqdm(sorted(self.first_history.items()), desc="histories",
@@ -240,24 +246,23 @@ class Behaviors:
             if len(last) < len(ids):
                 problems.add(f"{BEHAVIORS}: news repeated within a history (most recent "
                              "kept)", len(ids) - len(last), f"user {names[u]}")
-            if not last:
-                continue
-            req = len(self.request_ids)
-            self.request_ids.append(f"hist-{names[u]}")
-            self.request_ts.append(ts)
-            self.request_user.append(u)
-            for nid, position in sorted(last.items(), key=lambda kv: kv[1]):
-                self.event_request.append(req)
+            ordered = sorted(last, key=last.get)  # oldest first
+            for k, nid in enumerate(ordered):
+                self.event_request.append(len(self.request_ids))
+                self.request_ids.append(f"hist-{names[u]}-{k}")
+                self.request_ts.append(ts - (len(ordered) - 1 - k))
+                self.request_user.append(u)
                 self.event_item.append(self.items.setdefault(nid, len(self.items)))
                 self.event_click.append(1)
-                self.event_position.append(position)
+                self.event_position.append(0)
                 n += 1
         return n
 
     def events(self) -> pd.DataFrame:
-        """The canonical events, sorted by ``ts``, ``request_id``, ``position``.
+        """The canonical events, sorted by ``ts``, ``request_id`` and the published order;
+        ``position`` 0 (module docstring).
 
-        Columns are narrow (int8 labels, int32 positions, categorical ids: MINDlarge has 83M
+        Columns are narrow (int8 labels and positions, categorical ids: MINDlarge has 83M
         candidates); :func:`~ppm.data.public.common.write_dataset` widens them to int64.
         """
         req_ts = np.frombuffer(self.request_ts, np.int64)
@@ -278,7 +283,7 @@ class Behaviors:
             "ts": req_ts[request],
             "item_id": pd.Categorical.from_codes(
                 np.frombuffer(self.event_item, np.int32)[rows], list(self.items)),
-            "position": position[rows],
+            "position": np.zeros(n, np.int8),
             "rank": pd.arrays.IntegerArray(np.zeros(n, np.int8), np.ones(n, bool)),
             "query": pd.Categorical.from_codes(np.zeros(n, np.int8), [""]),
             "click": np.frombuffer(self.event_click, np.int8)[rows],
@@ -287,7 +292,8 @@ class Behaviors:
         }, copy=False)
 
     def first_shown(self) -> pd.Series:
-        """Item code -> time of its first impression (before any history is added)."""
+        """Item code -> time of its first event so far (before any history is added: its first
+        impression)."""
         ts = np.frombuffer(self.request_ts, np.int64)[np.frombuffer(self.event_request,
                                                                     np.int32)]
         return pd.Series(ts).groupby(np.frombuffer(self.event_item, np.int32)).min()
@@ -376,37 +382,36 @@ def convert(src: str, out: str, dev: str | None = None) -> canonical.DatasetMeta
         windows = dev_windows(src_ts, behaviors.impression_ts()[len(src_ts):])
     impression_events = len(behaviors.event_request)
     history_ts = windows["pretrain"][0] - 1
-    first = behaviors.first_shown()
+    shown = len(behaviors.first_shown())
     history_events = behaviors.add_histories(history_ts, problems)
+    first = behaviors.first_shown()  # first impression or earlier history click
     items = _items(behaviors, news, history_ts, problems)
     items.loc[first.index, "created_at"] = first.to_numpy()
     events = behaviors.events()
-    history_items = np.frombuffer(behaviors.event_item, np.int32)[impression_events:]
-    before_created = int(np.isin(history_items, first.index.to_numpy()).sum())
     problems.log()
     meta = canonical.DatasetMeta(
         name=f"mind-{kind}" if kind else "mind",
         source=f"ppm.data.public.mind --src {src}" + (f" --dev {dev}" if dev else ""),
         windows=windows, tasks=["click"],
         label_rules={"order_requires_click": True, "cart_requires_click": True},
-        counts=common.counts(items, events), licence=LICENCE,
+        counts=common.counts(items, events), licence=LICENCE, positions="none",
         extra={"variant": kind, "impressions": behaviors.impressions,
                "impression_events": impression_events,
                "history_requests": len(behaviors.request_ids) - sum(
                    behaviors.impressions.values()),
                "history_events": history_events, "history_ts": history_ts,
                "users_with_differing_histories": len(behaviors.differing),
-               "history_events_before_created_at": before_created,
-               "news": len(news), "news_never_shown": int(len(items) - len(first)),
+               "news": len(news), "news_never_shown": int(len(items) - shown),
                "problems": problems.to_dict(),
                "mapping": {"click": "impression label", "order": "absent", "cart": "absent",
                            "request_id": "src-/dev-<impression id>; hist-<user id>",
-                           "position": "index in the published (shuffled) impression list; "
-                                       "history: index in the history, oldest first",
-                           "rank": "null", "history": "one request per user at history_ts",
+                           "position": "0: the published lists are shuffled (positions: none)",
+                           "rank": "null",
+                           "history": "one request per click, 1 s apart, ending at history_ts",
                            "category_id": "category", "brand_id": "subcategory",
                            "entity": "subcategory", "shop_id": "empty",
-                           "created_at": "first impression, else history_ts",
+                           "created_at": "first event (history click or impression), "
+                                         "else history_ts",
                            "windows": "dev split" if dev else "time quantiles"}})
     common.write_dataset(out, items, events, meta)
     return meta

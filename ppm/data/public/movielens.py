@@ -19,12 +19,17 @@ Mapping (MovieLens logs ratings, not impressions):
   ``category_id`` and ``entity`` the first genre (``unknown`` when none); ``brand_id`` the
   release decade (``1990s``, from the title's year, else 100K's release date; empty when
   neither); ``shop_id`` empty (a film has no seller); ``image`` the poster or null;
-  ``created_at`` the movie's first rating (when MovieLens users could first see it; release
-  dates are the film's, not the catalogue's). A rated movie missing from the movie file keeps
-  its id with an empty title (counted).
+  ``created_at`` the start (00:00 UTC) of the day of the movie's first rating (when MovieLens
+  users could first see it; release dates are the film's, not the catalogue's). The day, not
+  the second: a request starts at its user's first rating of the day, so a movie first rated
+  later that day is shown in it before that rating; no event precedes ``created_at``. A movie
+  that nobody rated gets the first day of the data. A rated movie missing from the movie file
+  keeps its id with an empty title (counted).
 - events: every rating is a click, a rating >= 4 is also an ``order``; ``cart`` is absent (0,
   and ``dataset.json`` ``tasks`` is ``[click, order]``). Requests are user-days with sampled
-  negatives, positions by a popularity ranker (:mod:`ppm.data.public.common`).
+  negatives (:mod:`ppm.data.public.common`). MovieLens displayed nothing in a known order:
+  ``position`` is 0 (the serving default) and ``rank`` null for every event, and
+  ``dataset.json`` says ``positions: "none"``.
 - users: ``user_gender``, ``user_age`` (1M's age groups; 100K ages mapped to them),
   ``user_occupation`` (names). Zip codes are not used.
 - windows by time quantiles of the ratings (:func:`~ppm.data.public.common.quantile_windows`);
@@ -181,7 +186,8 @@ def convert(src: str, out: str, posters: str | None = None, negatives_per_positi
     if unrated.any():
         problems.add("movies without any rating (kept; shown from the first day)",
                      int(unrated.sum()), items.loc[unrated, "item_id"].iloc[0])
-    items["created_at"] = items["item_id"].map(first).fillna(ratings["ts"].min()).astype(np.int64)
+    items["created_at"] = common.day_start(
+        items["item_id"].map(first).fillna(ratings["ts"].min()).astype(np.int64))
     items["category_id"] = [g[0] if g else "unknown" for g in items["genres"]]
     items["entity"] = items["category_id"]
     items["shop_id"] = ""
@@ -205,13 +211,15 @@ def convert(src: str, out: str, posters: str | None = None, negatives_per_positi
         source=f"ppm.data.public.movielens --src {src}" + (f" --posters {posters}"
                                                           if posters else ""),
         windows=windows, tasks=["click", "order"], counts=common.counts(items, events),
-        licence=LICENCE,
+        licence=LICENCE, positions="none",
         extra={"variant": variant, "ratings": len(ratings),
                "negatives_per_positive": negatives_per_positive, "seed": seed,
                "posters": int(items["image"].notna().sum()), "problems": problems.to_dict(),
                "mapping": {"click": "every rating", "order": "rating >= 4", "cart": "absent",
                            "category_id": "first genre", "brand_id": "release decade",
-                           "shop_id": "empty", "created_at": "first rating"}})
+                           "shop_id": "empty", "created_at": "day of the first rating",
+                           "position": "0: nothing was displayed (positions: none)",
+                           "rank": "null"}})
     common.write_dataset(out, items.drop(columns=["genres"]), events, meta)
     return meta
 

@@ -131,8 +131,9 @@ def _first_day():
 
 
 def _check_requests(items, events, per_positive=NEG):
-    """Each request: one user and ts, positions 0..n-1, the right number of negatives, never a
-    positive, only items available that day. Returns how many requests were short."""
+    """Each request: one user and ts, position 0 and no rank (nothing displayed), the right
+    number of negatives, never a positive, only items available that day. Returns how many
+    requests were short."""
     available = {d: int((items["created_at"] < T0 + (d + 1) * DAY).sum()) for d in range(10)}
     short = 0
     for _, req in events.groupby("request_id"):
@@ -140,8 +141,7 @@ def _check_requests(items, events, per_positive=NEG):
         day = (int(req["ts"].iloc[0]) - T0) // DAY
         assert req["ts"].nunique() == 1 and req["user_id"].nunique() == 1
         assert req["ts"].iloc[0] == T0 + day * DAY  # midnight UTC
-        assert sorted(req["position"]) == list(range(len(req)))
-        assert (req["rank"] == req["position"]).all()
+        assert (req["position"] == 0).all() and req["rank"].isna().all()
         assert not set(neg["item_id"]) & set(pos["item_id"])
         assert neg["item_id"].is_unique
         assert (items.loc[neg["item_id"], "created_at"] <= req["ts"].iloc[0]).all()

@@ -42,7 +42,8 @@ BEHAVIORS = [
     "11\tU3\t11/16/2019 12:00:00 PM\tN6 N1 N6 N2\tN1-0 N3-1 N1-1",
     "12\tU1\t11/16/2019 6:00:00 PM\tN6 N3\tN4-1 N5-0 N1-0",
 ]
-# request -> (ts, [(item, position, click)]) of every usable impression.
+# request -> (ts, [(item, index in the published list, click)]) of every usable impression;
+# events keep this order, their position is 0 (the lists are shuffled: no display slot).
 EXPECTED = {
     "src-1": (_utc(9, 0, 15, 0), [("N1", 0, 1), ("N2", 1, 0), ("N3", 2, 0)]),
     "src-2": (_utc(9, 12, 30, 0), [("N2", 0, 1), ("N9", 1, 0)]),
@@ -56,9 +57,10 @@ EXPECTED = {
     "src-12": (_utc(16, 18, 0, 0), [("N4", 0, 1), ("N5", 1, 0), ("N1", 2, 0)]),
 }
 HISTORY_TS = _utc(9, 0, 0, 0) - 1
-# The first impression's history, oldest first; U3's repeated N6 is kept at its latest place.
-HISTORIES = {"hist-U1": ("U1", [("N6", 0), ("N3", 1)]),
-             "hist-U3": ("U3", [("N1", 1), ("N6", 2)])}
+# The first impression's history, oldest first, one request per click one second apart (the
+# most recent at HISTORY_TS); U3's repeated N6 is kept at its latest place.
+HISTORIES = {"hist-U1-0": ("U1", "N6", HISTORY_TS - 1), "hist-U1-1": ("U1", "N3", HISTORY_TS),
+             "hist-U3-0": ("U3", "N1", HISTORY_TS - 1), "hist-U3-1": ("U3", "N6", HISTORY_TS)}
 PROBLEMS = {
     "behaviors.tsv: malformed line skipped": 1,
     "behaviors.tsv: rows with an unparsable time skipped": 1,
@@ -101,16 +103,18 @@ def test_every_impression_candidate_is_an_event(converted):
     out, _ = converted
     ev = _events(out)
     got = ev[ev["request_id"].str.startswith("src-")]
-    want = [(rid, ts, item, pos, click) for rid, (ts, cands) in EXPECTED.items()
-            for item, pos, click in cands]
-    rows = sorted(zip(got["request_id"], got["ts"], got["item_id"], got["position"],
-                      got["click"]))
+    want = [(rid, ts, item, click) for rid, (ts, cands) in EXPECTED.items()
+            for item, _, click in cands]
+    rows = sorted(zip(got["request_id"], got["ts"], got["item_id"], got["click"]))
     assert rows == sorted(want)
+    assert (ev["position"] == 0).all()
+    for rid, (_, cands) in EXPECTED.items():  # the published order
+        assert list(got.loc[got["request_id"] == rid, "item_id"]) == [c[0] for c in cands]
     assert (ev.groupby("request_id")["user_id"].nunique() == 1).all()
     assert dict(zip(got["request_id"], got["user_id"]))["src-5"] == "U2"
     assert ev["rank"].isna().all()
     assert (ev["order"] == 0).all() and (ev["cart"] == 0).all() and (ev["query"] == "").all()
-    # sorted by time, request, position
+    # sorted by time, request, published order
     assert list(ev["ts"]) == sorted(ev["ts"])
     assert list(ev.loc[ev["request_id"] == "src-12", "item_id"]) == ["N4", "N5", "N1"]
 
@@ -132,18 +136,15 @@ def test_history_requests(converted):
     out, meta = converted
     ev = _events(out)
     hist = ev[ev["request_id"].str.startswith("hist-")]
-    assert sorted(hist["request_id"].unique()) == sorted(HISTORIES)  # U2's history is empty
-    for rid, (user, clicks) in HISTORIES.items():
-        h = hist[hist["request_id"] == rid].sort_values("position")
-        assert list(zip(h["item_id"], h["position"])) == clicks
-        assert (h["user_id"] == user).all() and (h["click"] == 1).all()
-        assert (h["ts"] == HISTORY_TS).all()
+    assert sorted(hist["request_id"]) == sorted(HISTORIES)  # U2's history is empty
+    for rid, (user, item, ts) in HISTORIES.items():
+        h = hist[hist["request_id"] == rid]
+        assert list(zip(h["user_id"], h["item_id"], h["ts"], h["click"], h["position"])) == [
+            (user, item, ts, 1, 0)]
     assert HISTORY_TS < meta.windows["pretrain"][0]
     assert meta.extra["history_ts"] == HISTORY_TS
-    assert meta.extra["history_requests"] == 2 and meta.extra["history_events"] == 4
+    assert meta.extra["history_requests"] == 4 and meta.extra["history_events"] == 4
     assert meta.extra["users_with_differing_histories"] == 1  # U3's impression 11
-    # U1's N3 and U3's N1 are shown later: their history clicks precede created_at.
-    assert meta.extra["history_events_before_created_at"] == 2
 
 
 def test_build_examples_reads_the_history(converted):
@@ -177,20 +178,23 @@ def test_items(converted):
     assert items.loc["N5", "title"] == "Snow"  # the U+2028 in its abstract split nothing
     assert (items.loc["N9", ["title", "category_id", "brand_id"]] == "").all()
     assert (items["shop_id"] == "").all() and items["image"].isna().all()
-    created = items["created_at"].to_dict()
-    assert created["N1"] == _utc(9, 0, 15, 0)
+    created = items["created_at"].to_dict()  # the first event: history click or impression
+    assert created["N1"] == HISTORY_TS - 1  # in U3's history, shown later
+    assert created["N3"] == HISTORY_TS  # in U1's history, shown later
     assert created["N5"] == _utc(12, 13, 0, 0)
     assert created["N9"] == _utc(9, 12, 30, 0)
-    assert created["N6"] == HISTORY_TS and created["N7"] == HISTORY_TS
+    assert created["N6"] == HISTORY_TS - 1 and created["N7"] == HISTORY_TS
 
 
 def test_meta_and_validation(converted):
     out, meta = converted
     report = validate.validate(out)
     assert report.ok, str(report)
-    # only the expected warnings: history outside the windows, history before created_at
-    assert len(report.warnings) == 2, str(report)
+    # the one expected warning: history outside the windows (none before created_at)
+    assert len(report.warnings) == 1 and "outside every time window" in \
+        report.warnings[0].message, str(report)
     stored = canonical.read_meta(out)
+    assert stored.positions == "none"
     assert stored.name == "mind-small"
     assert stored.tasks == ["click"]
     assert stored.windows == {
@@ -200,7 +204,7 @@ def test_meta_and_validation(converted):
         "test": [_utc(16, 0, 0, 0), _utc(17, 0, 0, 0)]}
     assert {k: v["count"] for k, v in stored.extra["problems"].items()} == PROBLEMS
     assert "Microsoft Research License" in stored.licence and "committed" in stored.licence
-    assert stored.counts["events"] == 25 + 4 and stored.counts["requests"] == 12
+    assert stored.counts["events"] == 25 + 4 and stored.counts["requests"] == 10 + 4
     assert stored.extra["impressions"] == {"src": 10}
     assert stored.extra["impression_events"] == 25
     assert not os.path.exists(os.path.join(out, canonical.QUERIES_FILE))
@@ -228,10 +232,10 @@ def test_dev_split_is_the_test_window(tmp_path):
         "test": [_utc(17, 0, 0, 0), _utc(17, 12, 59, 59) + 1]}
     ev = _events(out)
     dev_rows = ev[ev["request_id"].str.startswith("dev-")]
-    assert sorted(zip(dev_rows["request_id"], dev_rows["item_id"], dev_rows["position"],
-                      dev_rows["click"])) == [("dev-1", "N1", 1, 0), ("dev-1", "N7", 0, 1),
-                                              ("dev-2", "N2", 0, 0), ("dev-2", "N8", 1, 1)]
-    h4 = ev[ev["request_id"] == "hist-U4"]
+    assert list(zip(dev_rows["request_id"], dev_rows["item_id"], dev_rows["position"],
+                    dev_rows["click"])) == [("dev-1", "N7", 0, 1), ("dev-1", "N1", 0, 0),
+                                            ("dev-2", "N2", 0, 0), ("dev-2", "N8", 0, 1)]
+    h4 = ev[ev["request_id"] == "hist-U4-0"]
     assert list(h4["item_id"]) == ["N2"] and (h4["ts"] == HISTORY_TS).all()
     assert meta.extra["impressions"] == {"src": 10, "dev": 2}
     problems = {k: v["count"] for k, v in meta.extra["problems"].items()}
