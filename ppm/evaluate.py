@@ -6,6 +6,18 @@ target-item training-frequency bucket (the cold-start analysis, PPM Fig. 2). On 
 world (events with ``true_p_*`` columns) it also reports the oracle: the same metrics computed
 from the true probabilities, the best any model can reach on these labels. Results go to
 ``<run>/metrics_<split>.json`` (and ``metrics.json`` for the default split) and a table.
+
+Beside the model's metrics (every example scored at its logged ``position``), two rows:
+
+- **at serving position**: the same metrics with every ``position`` set to the serving
+  client's default (0, :data:`ppm.serving.client.DEFAULT_POSITION`): a ranker does not know
+  where a candidate will be shown, so this is the AUC serving computes. On data whose
+  positions were displayed, the gap between the two rows is what the model takes from
+  position.
+- **position only**: the score ``-position`` (earlier slots first), AUC, GAUC and P@2 per task:
+  how much of the labels position alone explains (on a logged feed, position bias). On data
+  without display positions (``dataset.json`` ``positions: "none"``, or every example at one
+  position) it says "no positions" instead of a number.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from ppm.data import canonical, pipeline
 from ppm.models import factory
 
 logger = logging.getLogger(__name__)
-META = ("request_id", "user_id", "item_id", "item_freq")
+META = ("request_id", "user_id", "item_id", "item_freq", "position")
 
 
 def load_model(run_dir: str, config=None):
@@ -38,8 +50,17 @@ def load_model(run_dir: str, config=None):
     return model, inputs, config
 
 
-def score(model, files, schema, batch_size: int, progress: bool = True) -> dict:
-    """Probabilities, labels and identifiers of every example in ``files`` (NumPy arrays)."""
+def score(model, files, schema, batch_size: int, progress: bool = True,
+          serving_position: int | None = None) -> dict:
+    """Probabilities, labels and identifiers of every example in ``files`` (NumPy arrays).
+
+    Args:
+      serving_position: also score every example with ``position`` set to this value: keys
+        ``served_p_<task>`` (batches already all at this position are not scored twice).
+
+    Returns:
+      ``p_<task>``, ``label_<task>``, :data:`META` columns (and ``served_p_<task>``), [N] each.
+    """
     ds = pipeline.make_dataset(files, schema, batch_size, training=False, deterministic=True)
     predict = tf.function(lambda f: model.probabilities(f, training=False))
     parts: dict = {}
@@ -50,6 +71,13 @@ def score(model, files, schema, batch_size: int, progress: bool = True) -> dict:
         batches = tqdm(ds, desc="scoring", unit="batch", leave=False)
     for feats, labels in batches:
         out = {f"p_{k}": v for k, v in predict(feats).items()}
+        if serving_position is not None:
+            pos = feats["position"]
+            served = out if bool(tf.reduce_all(pos == serving_position)) else {
+                f"p_{k}": v for k, v in predict(
+                    dict(feats, position=tf.fill(tf.shape(pos), tf.cast(serving_position,
+                                                                         pos.dtype)))).items()}
+            out.update({f"served_{k}": v for k, v in served.items()})
         out.update({f"label_{k}": v for k, v in labels.items()})
         out.update({k: feats[k] for k in META})
         for k, v in out.items():
@@ -86,25 +114,73 @@ def oracle_scores(dataset: str, window, scored: dict, tasks) -> dict | None:
     return {t: merged[f"true_p_{t}"].to_numpy() for t in tasks}
 
 
+def position_baseline(scored: dict, tasks, positions: str | None = None) -> dict:
+    """Metrics of the score ``-position`` per task (module docstring).
+
+    Args:
+      scored: :func:`score`'s arrays (``label_<task>``, ``position``, ``user_id``,
+        ``request_id``).
+      tasks: task names.
+      positions: ``dataset.json``'s ``positions`` (``"displayed"``, ``"none"``), if known.
+
+    Returns:
+      ``{"score": "-position", "tasks": {task: {"auc", "gauc", "p@2", "logloss": None,
+      "positives"}}}``, or ``"tasks": None`` and a ``"note"`` when there are no positions.
+    """
+    out = {"score": "-position"}
+    position = np.asarray(scored["position"])
+    if positions == "none":
+        return {**out, "tasks": None, "note": "no positions: dataset.json says positions: none "
+                "(nothing was displayed in a known order; every position is 0)"}
+    if len(np.unique(position)) < 2:
+        return {**out, "tasks": None, "note": "no positions: every example has position "
+                f"{int(position[0]) if len(position) else 0}"}
+    s = -position.astype(np.float64)
+    out["tasks"] = {t: {
+        "auc": metrics.auc(scored[f"label_{t}"], s),
+        "gauc": metrics.gauc(scored[f"label_{t}"], s, scored["user_id"]),
+        "p@2": metrics.precision_at_n(scored[f"label_{t}"], s, scored["request_id"], 2),
+        "logloss": None,  # a rank, not a probability
+        "positives": int((np.asarray(scored[f"label_{t}"]) > .5).sum())} for t in tasks}
+    return out
+
+
 def evaluate_run(run_dir: str, split: str | None = None, progress: bool = True) -> dict:
-    """Scores ``split`` (default: the config's eval window) and writes the metrics JSON."""
+    """Scores ``split`` (default: the config's eval window) and writes the metrics JSON.
+
+    Besides ``tasks`` (the model at the logged positions) and ``oracle``, the result holds
+    ``at_serving_position`` (``{"position", "tasks"}``: every position set to the serving
+    default), ``position_baseline`` (:func:`position_baseline`) and ``positions`` (the
+    dataset's, or None when no ``dataset.json`` is at hand).
+    """
+    from ppm.serving.client import DEFAULT_POSITION  # noqa: PLC0415 - gRPC only when evaluating
+
     model, inputs, config = load_model(run_dir)
     split = split or config.data.eval_window
     if split not in canonical.WINDOW_NAMES:
         raise ValueError(f"unknown split {split!r}; one of {canonical.WINDOW_NAMES}")
     files = pipeline.list_files(os.path.join(config.data.examples, split))
-    scored = score(model, files, inputs.schema, config.trainer.eval_batch_size, progress)
+    scored = score(model, files, inputs.schema, config.trainer.eval_batch_size, progress,
+                   serving_position=DEFAULT_POSITION)
     tasks = model.task_names
+    dataset = config.data.dataset
+    meta = None
+    if dataset and os.path.exists(os.path.join(dataset, canonical.DATASET_FILE)):
+        meta = canonical.read_meta(dataset)
     result = {"run": run_dir, "split": split, "examples": len(scored["request_id"]),
               "model": config.model.name, "ppm_init": config.model.ppm_init,
-              "checkpoint": checkpoints.latest(run_dir), "tasks": {}, "oracle": None}
+              "checkpoint": checkpoints.latest(run_dir), "tasks": {}, "oracle": None,
+              "positions": meta.positions if meta is not None else None,
+              "at_serving_position": {"position": DEFAULT_POSITION, "tasks": {}}}
     for t in tasks:
-        result["tasks"][t] = metrics.task_metrics(
-            scored[f"label_{t}"], scored[f"p_{t}"], scored["user_id"], scored["request_id"],
-            scored["item_freq"])
-    dataset = config.data.dataset
-    if dataset and os.path.exists(os.path.join(dataset, canonical.DATASET_FILE)):
-        window = canonical.read_meta(dataset).window(split)
+        for key, into in ((f"p_{t}", result["tasks"]),
+                          (f"served_p_{t}", result["at_serving_position"]["tasks"])):
+            into[t] = metrics.task_metrics(
+                scored[f"label_{t}"], scored[key], scored["user_id"], scored["request_id"],
+                scored["item_freq"])
+    result["position_baseline"] = position_baseline(scored, tasks, result["positions"])
+    if meta is not None:
+        window = meta.window(split)
         oracle = oracle_scores(dataset, window, scored, tasks)
         if oracle is not None:
             result["oracle"] = {t: metrics.task_metrics(
@@ -122,15 +198,30 @@ def _fmt(v) -> str:
 
 
 def format_table(result: dict) -> str:
-    """A plain-text table of a :func:`evaluate_run` result."""
+    """A plain-text table of a :func:`evaluate_run` result: per task the model at the logged
+    positions, at the serving position and the position-only baseline."""
+    positions = result.get("positions")
     lines = [f"{result['model']} ({result['ppm_init']}) on {result['split']}: "
-             f"{result['examples']:,} examples",
-             f"  {'task':<7}{'AUC':>8}{'GAUC':>8}{'P@2':>8}{'logloss':>9}{'positives':>10}"
-             f"{'oracle AUC':>12}"]
+             f"{result['examples']:,} examples"
+             + (f"; positions: {positions}" if positions else ""),
+             f"  {'task':<7}{'scores':<18}{'AUC':>8}{'GAUC':>8}{'P@2':>8}{'logloss':>9}"
+             f"{'positives':>10}{'oracle AUC':>12}"]
+    served = result.get("at_serving_position") or {}
+    baseline = result.get("position_baseline") or {}
+
+    def row(t, name, m, oracle=None):
+        return (f"  {t:<7}{name:<18}{_fmt(m['auc']):>8}{_fmt(m['gauc']):>8}"
+                f"{_fmt(m['p@2']):>8}{_fmt(m['logloss']):>9}{m['positives']:>10,}"
+                f"{_fmt(oracle):>12}")
+
     for t, m in result["tasks"].items():
-        o = (result["oracle"] or {}).get(t, {}).get("auc")
-        lines.append(f"  {t:<7}{_fmt(m['auc']):>8}{_fmt(m['gauc']):>8}{_fmt(m['p@2']):>8}"
-                     f"{_fmt(m['logloss']):>9}{m['positives']:>10,}{_fmt(o):>12}")
+        lines.append(row(t, "model", m, (result["oracle"] or {}).get(t, {}).get("auc")))
+        if t in served.get("tasks", {}):
+            lines.append(row(t, f"at position {served['position']}", served["tasks"][t]))
+        if (baseline.get("tasks") or {}).get(t):
+            lines.append(row(t, "position only", baseline["tasks"][t]))
+    if baseline.get("note"):
+        lines.append(f"  position only: {baseline['note']}")
     lines.append("  AUC by target-item frequency in train_large (click):")
     buckets = result["tasks"][next(iter(result["tasks"]))]["auc_by_frequency"]
     lines.append("    " + "  ".join(f"{b}: {_fmt(v['auc'])} ({v['examples']:,})"

@@ -60,6 +60,13 @@ def test_movielens_through_build_examples_and_training(tmp_path):
     result = evaluate.evaluate_run(run, "test", progress=False)
     assert sorted(result["tasks"]) == ["click", "order"]
     assert 0.0 <= result["tasks"]["click"]["auc"] <= 1.0
+    # MovieLens displayed nothing: every position is the serving default, so the offline
+    # metrics are the ones serving gets, and there is no position-only baseline to report.
+    assert result["positions"] == "none"
+    for t in ("click", "order"):
+        assert result["at_serving_position"]["tasks"][t]["auc"] == result["tasks"][t]["auc"]
+    assert result["position_baseline"]["tasks"] is None
+    assert "no positions" in evaluate.format_table(result)
 
 
 def test_training_drops_tasks_the_dataset_lacks(tmp_path):
