@@ -6,6 +6,8 @@
 
 Each writes a folder that passes ``python -m ppm.data.validate``, so the Beam jobs, the encoders,
 training and evaluation run on it unchanged. Shared machinery (requests built from
-interactions, time windows, counted warnings) is in :mod:`ppm.data.public.common`. No raw data
+interactions, time windows, counted warnings) is in :mod:`ppm.data.public.common`. None of the
+three knows the order its candidates were displayed in: each writes ``positions: "none"`` in
+``dataset.json``, every ``position`` 0 (the serving default) and ``rank`` null. No raw data
 ships with this repository: the licences forbid redistribution.
 """
