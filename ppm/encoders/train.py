@@ -1,12 +1,18 @@
 """Fine-tune a modality encoder and export it as a SavedModel.
 
     python -m ppm.encoders.train --modality text --task qm --dataset DIR --out DIR
-    python -m ppm.encoders.train --modality image --task ep --dataset DIR --out DIR
+    python -m ppm.encoders.train --modality {image,text} --task ep --dataset DIR --out DIR
     python -m ppm.encoders.train --modality {text,image} --task scl --dataset DIR --out DIR
 
-``--steps 0`` exports the pre-trained encoder as is. Before and after training the encoder is
-evaluated on held-out query pairs (Acc@1, Acc@5; Taobao Eq. 6) and the figures are written into
-``<out>/assets.extra/encoder.json``. TensorBoard logs go to ``--log_dir`` (default
+What each task reads: ``qm`` and ``scl`` train on ``queries.parquet`` pairs of the modality's
+kind; ``ep`` (entity prediction) needs only ``items.parquet`` (images or titles and their
+``entity``), so it works on datasets without search logs (MovieLens, MIND, H&M's images).
+``--steps 0`` exports the pre-trained encoder as is and reads no queries. A task whose data is
+missing stops before any image is decoded, naming the file and what to run instead (exit 2).
+
+Before and after training the encoder is evaluated on held-out query pairs (Acc@1, Acc@5;
+Taobao Eq. 6) when the dataset has any ("no held-out pairs" otherwise), and the figures are
+written into ``<out>/assets.extra/encoder.json``. TensorBoard logs go to ``--log_dir`` (default
 ``<out>_logs``). Training runs under ``tf.distribute.MirroredStrategy`` over the visible devices.
 """
 
@@ -26,7 +32,9 @@ from ppm.encoders import data, evaluate, export, image, projection, tasks, text
 from ppm.encoders.backend import keras
 
 logger = logging.getLogger(__name__)
-TASKS = {"qm": ("text",), "ep": ("image",), "scl": ("text", "image")}
+# Entity prediction is PPM's image task (Eq. 2); on the text tower it is this repository's
+# route for datasets without search logs (the title predicts the item's entity).
+TASKS = {"qm": ("text",), "ep": ("image", "text"), "scl": ("text", "image")}
 
 
 def parse_args(argv=None):
@@ -37,7 +45,10 @@ def parse_args(argv=None):
         "and export it as a SavedModel mapping raw titles or image bytes to unit vectors.")
     p.add_argument("--modality", required=True, choices=["text", "image"])
     p.add_argument("--task", required=True, choices=sorted(TASKS),
-                   help="qm (text only), ep (image only) or scl (both).")
+                   help="qm: query matching (text; needs queries.parquet), ep: entity "
+                   "prediction (image or text; needs only items.parquet with `entity`), scl: "
+                   "semantic-aware contrastive learning (text or image; needs query pairs of "
+                   "the modality's kind).")
     p.add_argument("--dataset", required=True, help="Canonical dataset folder.")
     p.add_argument("--out", required=True, help="Export folder of the encoder SavedModel.")
     p.add_argument("--preset", default=None,
@@ -47,7 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--tiny_text", action="store_true",
                    help="Text: a tiny random BERT with a WordPiece vocabulary learned from the "
                    "catalogue titles instead of a preset (tests and quick demos).")
-    p.add_argument("--steps", type=int, default=200, help="Training steps; 0 exports as is.")
+    p.add_argument("--steps", type=int, default=200,
+                   help="Training steps; 0 exports the pre-trained encoder as is (any task, no "
+                   "queries needed).")
     p.add_argument("--batch_size", type=int, default=64, help="Global batch size.")
     p.add_argument("--learning_rate", type=float, default=None,
                    help="Adam learning rate (default 5e-5 for a pre-trained text preset, "
@@ -112,11 +125,14 @@ def init_projection(args, encoder, pre, items, max_items: int = 2048) -> bool:
     """PCA initialisation of the projection on catalogue titles or images."""
     if args.projection_init != "pca":
         return False
+    column, usable = ("title", "has_title") if args.modality == "text" else ("image", "has_image")
+    sample = items.loc[items[usable], column].to_numpy(object)[:max_items]
+    if not len(sample):
+        logger.info("PCA init skipped: no item has a %s", "title" if pre else "decodable image")
+        return False
     if args.modality == "text":
-        sample = items.loc[items["has_title"], "title"].to_numpy(object)[:max_items]
         feats = evaluate.embed(lambda s: encoder.features(pre(s)), sample)
     else:
-        sample = items.loc[items["has_image"], "image"].to_numpy(object)[:max_items]
         feats = evaluate.embed(
             lambda b: encoder.features(image.decode_images(b, encoder.image_size)), sample)
     return projection.pca_init(encoder, feats)
@@ -147,12 +163,13 @@ def build_task(args, encoder, pre, items, train_pairs):
         return (tasks.QueryMatching(encoder, args.temperature),
                 _pair_dataset(train_pairs, args, transform, with_negative=False))
     if args.task == "ep":
-        images, labels, vocab = data.entity_examples(items)
-        ds = tf.data.Dataset.from_tensor_slices((list(images), labels))
+        inputs, labels, vocab = data.entity_examples(items, args.modality)
+        ds = tf.data.Dataset.from_tensor_slices((list(inputs), labels))
         ds = ds.shuffle(len(labels), seed=args.seed).repeat()
         ds = ds.batch(args.batch_size, drop_remainder=True).map(
             lambda b, y: (transform(b), y), num_parallel_calls=tf.data.AUTOTUNE)
-        logger.info("Entity prediction over %d entities, %d images", len(vocab), len(labels))
+        logger.info("Entity prediction over %d entities, %d %s", len(vocab), len(labels),
+                    "titles" if pre is not None else "images")
         return tasks.EntityPrediction(encoder, len(vocab)), ds.prefetch(tf.data.AUTOTUNE)
     task = tasks.SemanticContrastive(
         encoder, use_moco=not args.no_moco, queue_size=args.queue_size,
@@ -162,16 +179,44 @@ def build_task(args, encoder, pre, items, train_pairs):
     return task, ds
 
 
+def check_inputs(args) -> tuple:
+    """Checks that the dataset can feed the task, before anything is decoded.
+
+    Returns:
+      ``(query rows or None, counts)`` of :func:`ppm.encoders.data.read_queries`.
+
+    Raises:
+      ppm.encoders.data.DatasetError: what is missing and what to run instead.
+    """
+    rows, counts = data.read_queries(args.dataset, args.modality)
+    if args.steps and args.task in ("qm", "scl"):
+        data.require_queries(args.dataset, args.modality, args.task, rows, counts)
+    if args.steps and args.task == "ep":
+        data.require_entities(args.dataset, args.modality)
+    return rows, counts
+
+
 def run(args) -> dict:
     keras.utils.set_random_seed(args.seed)
-    items = data.read_items(args.dataset)
-    pairs, pair_counts = data.query_pairs(args.dataset, args.modality, items, args.seed)
+    rows, counts = check_inputs(args)
+    items = data.read_items(args.dataset, args.modality)
+    pairs, pair_counts = data.query_pairs(args.dataset, args.modality, items, args.seed,
+                                          rows, counts)
+    if args.steps and args.task in ("qm", "scl"):
+        data.require_pairs(args.dataset, args.modality, args.task, pairs, pair_counts)
+    entities = None
+    if args.steps and args.task == "ep":
+        data.require_entities(args.dataset, args.modality, items)
+        _, labels, vocab = data.entity_examples(items, args.modality)
+        entities = {"entities": len(vocab),
+                    "titles" if args.modality == "text" else "images": len(labels)}
     train_pairs, eval_pairs = data.split(pairs, args.eval_fraction, args.seed)
     with strategy().scope():
         encoder, pre, fn, info = build_encoder(args, items)
         info["projection_init"] = "pca" if init_projection(args, encoder, pre, items) else "random"
         before = evaluate.retrieval_accuracy(fn, eval_pairs)
-        logger.info("Held-out Acc@N before training: %s", before)
+        logger.info("Held-out %s query -> item retrieval before training: %s", args.modality,
+                    evaluate.format_accuracy(before))
         history = {}
         if args.steps:
             task, ds = build_task(args, encoder, pre, items, train_pairs)
@@ -189,10 +234,15 @@ def run(args) -> dict:
             info["train_seconds"] = round(time.time() - t0, 1)
             info["log_dir"] = os.path.abspath(log_dir)
         after = evaluate.retrieval_accuracy(fn, eval_pairs) if args.steps else before
+        if args.steps:
+            logger.info("Held-out %s query -> item retrieval after training: %s",
+                        args.modality, evaluate.format_accuracy(after))
     meta = canonical.read_meta(args.dataset)
     info.update(task=args.task, steps=args.steps, dataset=meta.name, batch_size=args.batch_size,
                 seed=args.seed, pairs=pair_counts, eval_before=before, eval_after=after,
                 final_losses={k: v[-1] for k, v in history.items()})
+    if entities is not None:
+        info["entities"] = entities
     if args.task == "scl":
         info.update(moco=not args.no_moco, triplet_weight=args.triplet_weight,
                     queue_size=args.queue_size)
@@ -207,7 +257,12 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    info = run(args)
+    try:
+        info = run(args)
+    except data.DatasetError as e:
+        # The dataset cannot feed the task: the reason and what to run instead, no traceback.
+        logger.error("%s", e)
+        return 2
     print(json.dumps({k: info[k] for k in ("path", "task", "steps", "eval_before",
                                            "eval_after", "final_losses")}, indent=2))
     return 0

@@ -53,7 +53,6 @@ def test_steps_zero_exports_the_pretrained_encoder(tiny_world, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--modality", "image", "--task", "qm"], "works with --modality text"),
-    (["--modality", "text", "--task", "ep"], "works with --modality image"),
     (["--modality", "text", "--task", "scl", "--steps", "-1"], "--steps must be >= 0"),
 ])
 def test_cli_rejects_bad_combinations(argv, message, capsys):
