@@ -210,6 +210,12 @@ def run(args) -> dict:
         _, labels, vocab = data.entity_examples(items, args.modality)
         entities = {"entities": len(vocab),
                     "titles" if args.modality == "text" else "images": len(labels)}
+    column = "has_title" if args.modality == "text" else "has_image"
+    if not items[column].any():
+        logger.warning("%s: no item has %s: the exported %s encoder has never seen this "
+                       "dataset's content", args.dataset,
+                       "a title" if args.modality == "text" else "a decodable image",
+                       args.modality)
     train_pairs, eval_pairs = data.split(pairs, args.eval_fraction, args.seed)
     with strategy().scope():
         encoder, pre, fn, info = build_encoder(args, items)

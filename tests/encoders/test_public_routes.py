@@ -123,6 +123,12 @@ def test_steps_zero_needs_no_queries_for_any_task(mind_dataset, tmp_path):
     assert info["eval_before"]["status"] == "no held-out pairs"
 
 
+def test_image_encoder_for_a_dataset_without_images_says_so(mind_dataset, tmp_path, caplog):
+    info = _run(mind_dataset, tmp_path, "--modality", "image", "--task", "ep", "--steps", "0")
+    assert info["projection_init"] == "random"
+    assert "no item has a decodable image" in caplog.text
+
+
 def test_hm_image_entity_prediction_with_text_queries_only(hm_dataset, tmp_path):
     info = _run(hm_dataset, tmp_path, "--modality", "image", "--task", "ep", "--steps", "2")
     meta = contract.read_info(info["path"])
