@@ -109,11 +109,13 @@ def copy_dataset(src: str, dst: str) -> str:
 CACHE_DIM = 4
 
 
-def write_fake_cache(dataset: str, out: str, dim: int = CACHE_DIM, seed: int = 0) -> str:
+def write_fake_cache(dataset: str, out: str, dim: int = CACHE_DIM, seed: int = 0,
+                     drop: int = 0) -> str:
     """An embedding cache of every item of ``dataset`` with random vectors (no encoder).
 
     Items whose index is divisible by 7 have no title, by 11 no image (zero vectors, flag 0),
-    as ``beam_jobs.embed_items`` writes them.
+    as ``beam_jobs.embed_items`` writes them. ``drop``: leave out the first ``drop`` items (a
+    cache that lacks part of the catalogue, its manifest consistent with what it holds).
     """
     import numpy as np
 
@@ -121,7 +123,7 @@ def write_fake_cache(dataset: str, out: str, dim: int = CACHE_DIM, seed: int = 0
 
     items = canonical.read_parquet(os.path.join(dataset, "items.parquet"),
                                    columns=["item_id"])
-    ids = items["item_id"].to_pylist()
+    ids = items["item_id"].to_pylist()[drop:]
     rng = np.random.default_rng(seed)
     os.makedirs(out, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(out, "part-00000-of-00001.tfrecord")) as w:
