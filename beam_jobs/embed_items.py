@@ -45,6 +45,11 @@ import logging
 import os
 import time
 
+# isort: off
+# Before Beam's TensorFlow inference module: it imports tensorflow_hub, which reads
+# tf.keras.version at import and so would resolve tf.keras to Keras 3 before ppm selects Keras 2.
+import ppm  # noqa: F401
+# isort: on
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics, MetricsFilter

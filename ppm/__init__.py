@@ -28,15 +28,36 @@ def _select_legacy_keras() -> None:
             f"{_LEGACY_KERAS_ENV}={value!r} is set, but the ranking models of ppm need "
             f"Keras 2 (tf_keras). Unset it or set {_LEGACY_KERAS_ENV}=1.")
     os.environ[_LEGACY_KERAS_ENV] = "1"
-    # tf.keras is a lazy loader that picks Keras 2 or 3 on first use (then it is replaced by
-    # the chosen module); warn only if it was already resolved to something but tf_keras.
-    tf = sys.modules.get("tensorflow")
-    resolved = tf.__dict__.get("keras") if tf is not None else None
-    if (resolved is not None and resolved.__dict__.get("_tfll_initialized", True)
-            and not resolved.__name__.startswith("tf_keras")):
+    resolved = _resolved_tf_keras()
+    if resolved is not None and not resolved.startswith("tf_keras"):
         logging.getLogger(__name__).warning(
             "tf.keras was already resolved to %s before ppm was imported; the ranking "
-            "models need Keras 2 (tf_keras). Import ppm before anything uses tf.keras.",
-            resolved.__name__)
+            "models need Keras 2 (tf_keras). Import ppm before anything uses tf.keras (e.g. "
+            "tensorflow_hub, which apache_beam.ml.inference.tensorflow_inference imports, "
+            "reads tf.keras.version at import).", resolved)
+
+
+def _resolved_tf_keras() -> str | None:
+    """The package ``tf.keras`` already resolved to, or None while it is still unresolved.
+
+    ``tf.keras`` starts as TensorFlow's ``KerasLazyLoader``, which picks Keras 2 or 3 (from
+    ``TF_USE_LEGACY_KERAS``) on first attribute access and then replaces itself in
+    ``tensorflow``'s namespace by the chosen module. So: TensorFlow not imported, or the loader
+    not initialised -> None; an initialised loader -> the package it chose; a module -> its name.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    keras = tf.__dict__.get("keras")
+    if keras is None:
+        return None
+    state = vars(keras)
+    if "_tfll_initialized" in state:  # still the lazy loader
+        if not state["_tfll_initialized"]:
+            return None
+        version = state.get("_tfll_keras_version")
+        return "tf_keras" if version == "tf_keras" else state.get("__name__", str(version))
+    return getattr(keras, "__name__", type(keras).__name__)
+
 
 _select_legacy_keras()
