@@ -2,7 +2,8 @@
 
     python -m beam_jobs.build_examples --dataset DIR --out DIR [standard Beam flags]
 
-Runs on the DirectRunner by default. On Dataflow, add the standard flags::
+Runs locally on Beam's ``FnApiRunner`` by default (chosen explicitly, so no Prism runner is
+downloaded: :mod:`beam_jobs.options`). On Dataflow, add the standard flags::
 
     --runner DataflowRunner --project PROJECT --region REGION \\
     --temp_location gs://BUCKET/tmp --setup_file ./setup.py
@@ -48,8 +49,8 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_jobs.options import pipeline_options
 from ppm import features
 from ppm.data import canonical
 
@@ -66,7 +67,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m beam_jobs.build_examples",
         description="Build TFRecord training examples, vocabularies and stats from a canonical "
-        "dataset. Unknown flags are passed to Beam (e.g. --runner DataflowRunner --project P "
+        "dataset. Runs on Beam's FnApiRunner unless --runner is given. Unknown flags are "
+        "passed to Beam (e.g. --runner DataflowRunner --project P "
         "--region R --temp_location gs://... --setup_file ./setup.py).")
     parser.add_argument("--dataset", required=True, help="Canonical dataset folder.")
     parser.add_argument("--out", required=True, help="Output folder for examples.")
@@ -464,9 +466,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     if test_pipeline is not None:
         p = test_pipeline
     else:
-        options = PipelineOptions(beam_args)
-        options.view_as(SetupOptions).save_main_session = save_main_session
-        p = beam.Pipeline(options=options)
+        p = beam.Pipeline(options=pipeline_options(beam_args, save_main_session))
     build_pipeline(p, args.dataset, args.out, schema, meta, args.num_shards)
     p.run().wait_until_finish()
 

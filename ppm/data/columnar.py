@@ -86,3 +86,42 @@ def undecodable_images(images: pa.ChunkedArray, only=None) -> list:
                 bad.append(i)
         offset += len(chunk)
     return bad
+
+
+def invalid_utf8(values: pa.ChunkedArray) -> np.ndarray:
+    """Rows of a string column whose bytes are not valid UTF-8 (nulls are valid).
+
+    Arrow does not check UTF-8 when it reads Parquet (files from other writers can hold such
+    bytes); converting them to Python raises ``UnicodeDecodeError``. Each chunk is checked
+    by Arrow's full validation (vectorised); only a chunk that fails is decoded value by value
+    to find its rows.
+
+    Returns:
+      The 0-based row numbers, int64, ascending.
+    """
+    bad, offset = [], 0
+    for chunk in values.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            raw = chunk.view(pa.large_binary() if pa.types.is_large_string(chunk.type)
+                             else pa.binary())
+            for i, data in enumerate(raw.to_pylist(), offset):
+                if data is None:
+                    continue
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad.append(i)
+        offset += len(chunk)
+    return np.asarray(bad, dtype=np.int64)
+
+
+def safe_text(value: pa.Scalar) -> str:
+    """The Python text of a string scalar; invalid UTF-8 bytes shown as ``\\xNN`` escapes."""
+    if not value.is_valid:
+        return "None"
+    try:
+        return value.as_py()
+    except UnicodeDecodeError:
+        return value.cast(pa.binary()).as_py().decode("utf-8", "backslashreplace")

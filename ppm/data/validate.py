@@ -29,8 +29,10 @@ from ppm.data.columnar import (
     codes,
     conflicting,
     duplicated,
+    invalid_utf8,
     not_in,
     pair_keys,
+    safe_text,
     undecodable_images,
 )
 
@@ -231,11 +233,24 @@ def _read_table(dataset_dir: str, file: str, report: Report) -> _Table | None:
             data = data.set_column(i, field.name, data.column(i).cast(field.type.value_type))
     columns = canonical.TABLES[file]
     table = _Table(file, data, check_schema(file, data.schema, columns, report))
+    _check_utf8(table, report)
     for col in columns:
         if table.has(col.name) and not col.nullable and table[col.name].null_count:
             report.error(file, col.name, f"{table[col.name].null_count} null values",
                          _rows(as_bool(table[col.name].is_null())))
     return table
+
+
+def _check_utf8(t: _Table, report: Report) -> None:
+    """Every string column, canonical or extra, holds UTF-8 (other writers may not check)."""
+    for field in t.data.schema:
+        if canonical.arrow_kind(field.type) == "string":
+            bad = invalid_utf8(t[field.name])
+            if len(bad):
+                report.error(t.file, field.name, f"{len(bad)} values are not valid UTF-8 (e.g. "
+                             f"{safe_text(t[field.name][int(bad[0])])!r}); Parquet strings "
+                             "must be UTF-8: re-encode them, or store the column as binary",
+                             bad)
 
 
 def _check_floats(t: _Table, report: Report) -> None:
@@ -261,7 +276,7 @@ def _check_items(items: _Table, report: Report) -> None:
         if dup.any():
             n = len(pc.unique(ids.filter(pa.array(dup))))
             report.error(f, "item_id", f"{n} duplicate item ids, e.g. "
-                         f"{ids[int(_rows(dup)[0])].as_py()!r}", _rows(dup))
+                         f"{safe_text(ids[int(_rows(dup)[0])])!r}", _rows(dup))
     if items.has("image"):
         bad = undecodable_images(items["image"])
         if bad:

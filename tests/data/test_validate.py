@@ -378,3 +378,30 @@ def test_check_schema_returns_usable_columns():
     usable = validate.check_schema("items.parquet", schema, canonical.ITEM_COLUMNS, report)
     assert {p.column for p in report.errors} == {"item_id", "created_at"}
     assert usable == {"shop_id", "brand_id", "category_id", "title", "image", "entity", "price"}
+
+
+def test_invalid_utf8_is_reported_for_every_string_column(dataset, capsys):
+    """Every string column of every table (canonical, profile, extra) is checked."""
+    from tests.data.utf8_helpers import corrupt_parquet
+
+    expected = {}
+    for file in ("items.parquet", "events.parquet", "queries.parquet"):
+        schema = pq.read_schema(os.path.join(dataset, file))
+        strings = [n for n in schema.names if canonical.arrow_kind(schema.field(n).type)
+                   == "string"]
+        assert len(strings) >= 3
+        for k, column in enumerate(strings):
+            rows = (k, k + 7, k + 20)
+            corrupt_parquet(dataset, file, column, rows)
+            expected[file, column] = rows
+    report = validate.validate(dataset)
+    for (file, column), rows in expected.items():
+        problem = [p for p in report.errors if (p.file, p.column) == (file, column)
+                   and "UTF-8" in p.message]
+        assert problem, (file, column, str(report))
+        assert problem[0].rows == rows
+        assert problem[0].message.startswith("3 values are not valid UTF-8")
+        assert "caf\\\\xe9" in problem[0].message  # the bytes shown escaped, not a crash
+    assert validate.main([dataset]) == 1
+    err = capsys.readouterr().err
+    assert "items.parquet, column 'title': 3 values are not valid UTF-8" in err
