@@ -30,8 +30,10 @@ encoder of the other modality, two encoders of different dimensions, and an ``--
 already holds a cache (unless ``--overwrite``, which deletes it first: a failed rerun then
 leaves no manifest, so no half-written cache can be loaded).
 
-On Dataflow add the standard flags (``--runner DataflowRunner --project P --region R
---temp_location gs://... --setup_file ./setup.py``); paths may then be ``gs://``.
+It runs locally on Beam's ``FnApiRunner`` unless ``--runner`` is given (no Prism download:
+:mod:`beam_jobs.options`). On Dataflow add the standard flags (``--runner DataflowRunner
+--project P --region R --temp_location gs://... --setup_file ./setup.py``); paths may then be
+``gs://``.
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ import numpy as np
 from apache_beam.metrics import Metrics, MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_jobs.options import pipeline_options
 from ppm.data import cache, canonical
 from ppm.encoders import contract
 
@@ -72,7 +74,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m beam_jobs.embed_items",
         description="Embed every item's title and image with the exported encoders (Beam "
-        "RunInference) and write the embedding cache (TFRecords + manifest.json). Unknown "
+        "RunInference) and write the embedding cache (TFRecords + manifest.json). Runs on "
+        "Beam's FnApiRunner unless --runner is given. Unknown "
         "flags are passed to Beam (e.g. --runner DataflowRunner --project P --region R "
         "--temp_location gs://... --setup_file ./setup.py).")
     parser.add_argument("--dataset", required=True, help="Canonical dataset folder.")
@@ -332,9 +335,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     if test_pipeline is not None:
         p = test_pipeline
     else:
-        options = PipelineOptions(beam_args)
-        options.view_as(SetupOptions).save_main_session = save_main_session
-        p = beam.Pipeline(options=options)
+        p = beam.Pipeline(options=pipeline_options(beam_args, save_main_session))
     build_pipeline(p, args.dataset, args.out, encoders, dim, args.min_batch_size,
                    args.batch_size, args.num_shards)
     start = time.perf_counter()

@@ -10,7 +10,8 @@ from beam_jobs import build_examples, embed_items, options
 
 _ARGS = {
     "build_examples": (build_examples, ["--dataset", "d", "--out", "o"]),
-    "embed_items": (embed_items, ["--dataset", "d", "--text_model", "t", "--out", "o"]),
+    "embed_items": (embed_items, ["--dataset", "d", "--text_model", "t", "--image_model", "i",
+                                 "--out", "o"]),
 }
 
 
