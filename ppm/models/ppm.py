@@ -19,11 +19,13 @@ from ppm.models.modules import SequenceModule
 from ppm.models.ranking import RankingModel
 
 
+@keras.utils.register_keras_serializable(package="ppm")
 class PPM(RankingModel):
     """The pre-trained CTR model.
 
     Args:
-      ppm: the PPM sequence module (a :class:`SequenceModule` over ``ModalItemEmbedding``).
+      ppm: the PPM sequence module (a :class:`SequenceModule` over ``ModalItemEmbedding``),
+        or its serialized config.
       head_units: hidden layers of the CTR prediction layer (then one logit unit).
       dropout: head dropout.
       init_stddev: N(0, s) initialiser of the head.
@@ -34,11 +36,20 @@ class PPM(RankingModel):
                  dropout: float = 0.0, init_stddev: float = 0.01,
                  global_batch_size: int = 20000, **kwargs):
         super().__init__({"click": 1.0}, global_batch_size, **kwargs)
-        self.ppm = ppm
+        self.ppm = keras.layers.deserialize(ppm) if isinstance(ppm, dict) else ppm
+        self.head_units = [int(u) for u in head_units]
+        self.dropout, self.init_stddev = float(dropout), float(init_stddev)
         self.head = MLP(head_units, dropout=dropout, init_stddev=init_stddev, name="ctr_head")
         self.logit = keras.layers.Dense(
             1, kernel_initializer=keras.initializers.RandomNormal(stddev=init_stddev),
             name="ctr_logit")
+
+    def get_config(self):
+        config = super().get_config()
+        del config["task_weights"]  # always {"click": 1.0}
+        return {**config, "ppm": keras.layers.serialize(self.ppm),
+                "head_units": self.head_units, "dropout": self.dropout,
+                "init_stddev": self.init_stddev}
 
     def call(self, features, training=None):
         user, item = self.ppm(features, training=training)

@@ -16,6 +16,7 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 
+@keras.utils.register_keras_serializable(package="ppm")
 class RankingModel(tfrs.Model):
     """Base class of PPM and URM.
 
@@ -41,6 +42,15 @@ class RankingModel(tfrs.Model):
                 metrics=[keras.metrics.AUC(from_logits=True, name=f"{task}_auc")],
                 name=f"{task}_task")
             for task in self.task_weights]
+
+    def get_config(self):
+        """The constructor arguments; subclasses add theirs (and serialize their sub-layers).
+
+        Keras' default ``Model.get_config`` cannot serialize sub-layer arguments and logs
+        "Model's `__init__()` arguments contain non-serializable objects" at every export.
+        """
+        return {"name": self.name, "task_weights": dict(self.task_weights),
+                "global_batch_size": self.global_batch_size}
 
     @property
     def task_names(self) -> list[str]:

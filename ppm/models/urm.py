@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
+import tf_keras as keras
 
 from ppm.layers import MMoE
 from ppm.layers.hash_embedding import HashEmbedding
@@ -21,13 +22,14 @@ from ppm.models.modules import SequenceModule
 from ppm.models.ranking import RankingModel
 
 
+@keras.utils.register_keras_serializable(package="ppm")
 class URM(RankingModel):
     """The Unified Ranking Model.
 
     Args:
-      idsm: the ID-based sequence module (or base's shared one).
-      ppm: the PPM module, or None (``urm_wo_ppm``, ``base``).
-      mmoe: the multi-task head; its task names must match ``task_weights``.
+      idsm: the ID-based sequence module (or base's shared one), or its serialized config.
+      ppm: the PPM module (or its config), or None (``urm_wo_ppm``, ``base``).
+      mmoe: the multi-task head (or its config); its task names must match ``task_weights``.
       task_weights: ``{task: loss weight}``.
       profile_features: names of the user profile features (D).
       profile_hash_bins, profile_dim: their hashed embeddings.
@@ -40,14 +42,26 @@ class URM(RankingModel):
                  profile_hash_bins: int = 64, profile_dim: int = 8,
                  init_stddev: float = 0.01, global_batch_size: int = 20000, **kwargs):
         super().__init__(task_weights, global_batch_size, **kwargs)
+        idsm, ppm, mmoe = (keras.layers.deserialize(x) if isinstance(x, dict) else x
+                           for x in (idsm, ppm, mmoe))
         if list(mmoe.task_names) != list(self.task_weights):
             raise ValueError(f"MMoE tasks {mmoe.task_names} differ from the model's tasks "
                              f"{list(self.task_weights)}")
         self.idsm, self.ppm, self.mmoe = idsm, ppm, mmoe
         self.profile_features = list(profile_features)
+        self.profile_hash_bins, self.profile_dim = int(profile_hash_bins), int(profile_dim)
+        self.init_stddev = float(init_stddev)
         self.profile_embeddings = [
             HashEmbedding(profile_hash_bins, profile_dim, init_stddev=init_stddev,
                           name=f"{name}_embedding") for name in self.profile_features]
+
+    def get_config(self):
+        return {**super().get_config(), "idsm": keras.layers.serialize(self.idsm),
+                "ppm": None if self.ppm is None else keras.layers.serialize(self.ppm),
+                "mmoe": keras.layers.serialize(self.mmoe),
+                "profile_features": self.profile_features,
+                "profile_hash_bins": self.profile_hash_bins, "profile_dim": self.profile_dim,
+                "init_stddev": self.init_stddev}
 
     def representation(self, features, training=None):
         """``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10), float [B, d]."""
