@@ -1,12 +1,17 @@
 """Beam job: cache the title and image embeddings of every item (PPM §3.1.1, §3.2.3 Eq. 8).
 
-    python -m beam_jobs.embed_items --dataset DIR --text_model PATH --image_model PATH \\
+    python -m beam_jobs.embed_items --dataset DIR [--text_model PATH] [--image_model PATH] \\
         --out DIR [--batch_size N] [--num_shards N] [--overwrite] [standard Beam flags]
 
-Reads ``items.parquet`` (``item_id``, ``title``, ``image``) and runs both exported encoders
+Reads ``items.parquet`` (``item_id``, ``title``, ``image``) and runs the exported encoders
 (:mod:`ppm.encoders.contract`) with Beam's ``RunInference``, then writes the embedding cache
 read by :mod:`ppm.data.cache`: TFRecord shards ``part-*.tfrecord`` of ``item_id``,
 ``title_emb``, ``image_emb``, ``has_title``, ``has_image``, then ``manifest.json``.
+
+Give both encoders, or one: ``--text_model`` alone writes a text-only cache (manifest
+``modalities: ["text"]``, records without ``image_emb``/``has_image``; for a dataset without
+images such as MIND), ``--image_model`` alone an image-only one. The models read whichever
+modalities the cache holds.
 
 How inference is wired: :class:`EncoderModelHandler` subclasses Beam's
 ``TFModelHandlerTensor``; its ``load_model`` loads the plain SavedModel with
@@ -79,10 +84,12 @@ def parse_args(argv=None):
         "flags are passed to Beam (e.g. --runner DataflowRunner --project P --region R "
         "--temp_location gs://... --setup_file ./setup.py).")
     parser.add_argument("--dataset", required=True, help="Canonical dataset folder.")
-    parser.add_argument("--text_model", required=True,
+    parser.add_argument("--text_model", default=None,
                         help="Exported text encoder (python -m ppm.encoders.train --modality "
-                        "text).")
-    parser.add_argument("--image_model", required=True, help="Exported image encoder.")
+                        "text). Omit it for an image-only cache.")
+    parser.add_argument("--image_model", default=None,
+                        help="Exported image encoder. Omit it for a text-only cache (a "
+                        "dataset without images).")
     parser.add_argument("--out", required=True, help="Output folder of the cache.")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="Largest inference batch (default %(default)s).")
@@ -95,6 +102,9 @@ def parse_args(argv=None):
                         help="Delete an existing cache in --out first (otherwise the job "
                         "refuses to write over it).")
     args, beam_args = parser.parse_known_args(argv)
+    if args.text_model is None and args.image_model is None:
+        parser.error("give --text_model, --image_model or both: the cache holds the "
+                     "modalities whose encoders are given")
     if args.batch_size < 1:
         parser.error("--batch_size must be at least 1")
     if args.min_batch_size is None:
@@ -168,12 +178,16 @@ def image_problem(data: bytes) -> str | None:
 
 
 class SplitModalities(beam.DoFn):
-    """Per item: its id on the main output, its title and image to the encoders if usable."""
+    """Per item: its id on the main output, its title and image to the encoders if usable.
+
+    Only the ``modalities`` being embedded are looked at (an image-less cache decodes no image).
+    """
 
     TITLES = "titles"
     IMAGES = "images"
 
-    def __init__(self):
+    def __init__(self, modalities=tuple(MODALITIES)):
+        self._modalities = tuple(modalities)
         self._items = Metrics.counter(NAMESPACE, "items")
         self._no_title = Metrics.counter(NAMESPACE, "missing_title")
         self._no_image = Metrics.counter(NAMESPACE, "missing_image")
@@ -183,12 +197,16 @@ class SplitModalities(beam.DoFn):
         item_id = row["item_id"]
         self._items.inc()
         title = row.get("title") or ""
-        if title.strip():
+        if "text" not in self._modalities:
+            pass
+        elif title.strip():
             yield beam.pvalue.TaggedOutput(self.TITLES, (item_id, title))
         else:
             self._no_title.inc()
         image = row.get("image")
-        if image is None:
+        if "image" not in self._modalities:
+            pass
+        elif image is None:
             self._no_image.inc()
         else:
             problem = image_problem(image)
@@ -211,8 +229,9 @@ def _embedding(keyed_result):
 class BuildRecord(beam.DoFn):
     """Joins an item's embeddings into one serialized cache record (zeros where missing)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, modalities=tuple(MODALITIES)):
         self._dim = dim
+        self._modalities = tuple(modalities)
         self._written = Metrics.counter(NAMESPACE, "records")
         self._titled = Metrics.counter(NAMESPACE, "with_title")
         self._imaged = Metrics.counter(NAMESPACE, "with_image")
@@ -220,7 +239,7 @@ class BuildRecord(beam.DoFn):
 
     def process(self, keyed):
         item_id, groups = keyed
-        rows, titles, images = (list(groups[k]) for k in ("item", "title", "image"))
+        rows, titles, images = (list(groups.get(k, ())) for k in ("item", "title", "image"))
         if len(rows) != 1:
             self._duplicates.inc()
         zeros = np.zeros(self._dim, np.float32)
@@ -230,20 +249,25 @@ class BuildRecord(beam.DoFn):
         yield cache.make_example(
             item_id, np.frombuffer(titles[0], np.float32) if titles else zeros,
             np.frombuffer(images[0], np.float32) if images else zeros, bool(titles),
-            bool(images)).SerializeToString()
+            bool(images), modalities=self._modalities).SerializeToString()
 
 
 def build_pipeline(p: beam.Pipeline, dataset: str, out: str, encoders: dict, dim: int,
                    min_batch_size: int, max_batch_size: int, num_shards: int = 0) -> None:
-    """Adds the job's steps to ``p``; ``encoders`` maps modality -> manifest entry."""
+    """Adds the job's steps to ``p``; ``encoders`` maps modality -> manifest entry (the
+    modalities to embed: one or both)."""
+    modalities = cache.check_modalities(list(encoders))
     split = (
         p
-        | "ReadItems" >> beam.io.ReadFromParquet(os.path.join(dataset, canonical.ITEMS_FILE),
-                                                 columns=["item_id", "title", "image"])
-        | "SplitModalities" >> beam.ParDo(SplitModalities()).with_outputs(
+        | "ReadItems" >> beam.io.ReadFromParquet(
+            os.path.join(dataset, canonical.ITEMS_FILE),
+            columns=["item_id"] + [MODALITIES[m] for m in modalities])
+        | "SplitModalities" >> beam.ParDo(SplitModalities(modalities)).with_outputs(
             SplitModalities.TITLES, SplitModalities.IMAGES, main="items"))
     embedded = {}
     for modality, tag in (("text", SplitModalities.TITLES), ("image", SplitModalities.IMAGES)):
+        if modality not in modalities:
+            continue
         handler = KeyedModelHandler(EncoderModelHandler(
             encoders[modality]["path"], dim, min_batch_size, max_batch_size))
         name = MODALITIES[modality].capitalize()
@@ -255,7 +279,7 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, encoders: dict, dim
     _ = (
         {"item": split.items, **embedded}
         | "JoinByItem" >> beam.CoGroupByKey()
-        | "BuildRecords" >> beam.ParDo(BuildRecord(dim))
+        | "BuildRecords" >> beam.ParDo(BuildRecord(dim, modalities))
         | "WriteCache" >> beam.io.WriteToTFRecord(
             os.path.join(out, cache.SHARD_PREFIX), file_name_suffix=cache.SHARD_SUFFIX,
             num_shards=num_shards))
@@ -318,14 +342,16 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
       FileExistsError: ``--out`` holds a cache and ``--overwrite`` is not given.
     """
     args, beam_args = parse_args(argv)
-    encoders = {"text": contract.describe(args.text_model, "text", "--text_model"),
-                "image": contract.describe(args.image_model, "image", "--image_model")}
+    paths = {"text": args.text_model, "image": args.image_model}
+    encoders = {m: contract.describe(path, m, f"--{m}_model")
+                for m, path in paths.items() if path is not None}
+    modalities = cache.check_modalities(list(encoders))
     dims = {m: e["info"]["dim"] for m, e in encoders.items()}
-    if dims["text"] != dims["image"]:
+    if len(set(dims.values())) > 1:
         raise ValueError(f"the text encoder's dim is {dims['text']} but the image encoder's is "
                          f"{dims['image']}; the cache holds both at one dimension "
                          f"({args.text_model}, {args.image_model})")
-    dim = dims["text"]
+    dim = dims[modalities[0]]
     meta = canonical.read_meta(args.dataset)
     items_path = os.path.join(args.dataset, canonical.ITEMS_FILE)
     if not canonical.file_exists(items_path):
@@ -360,20 +386,23 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
         "dataset_path": args.dataset,
         "created_at": now.isoformat(timespec="seconds"),
         "dim": dim,
+        "modalities": list(modalities),
         "counts": {
             "items": records,
-            "with_title": counters.get("with_title", 0),
-            "missing_title": counters.get("missing_title", 0),
-            "with_image": counters.get("with_image", 0),
-            "missing_image": counters.get("missing_image", 0),
-            "undecodable_image": counters.get("undecodable_image", 0),
+            **({"with_title": counters.get("with_title", 0),
+                "missing_title": counters.get("missing_title", 0)}
+               if "text" in modalities else {}),
+            **({"with_image": counters.get("with_image", 0),
+                "missing_image": counters.get("missing_image", 0),
+                "undecodable_image": counters.get("undecodable_image", 0)}
+               if "image" in modalities else {}),
         },
-        "text_encoder": encoders["text"],
-        "image_encoder": encoders["image"],
+        "text_encoder": encoders.get("text"),  # None: the cache holds no text
+        "image_encoder": encoders.get("image"),
         "files": cache.SHARD_PATTERN,
         "batch_size": {"min": args.min_batch_size, "max": args.batch_size},
         "job_seconds": seconds,
-        "inference": {m: _inference_summary(inference[m]) for m in MODALITIES},
+        "inference": {m: _inference_summary(inference[m]) for m in modalities},
     }
     canonical.write_json(os.path.join(args.out, cache.MANIFEST_FILE), manifest)
     logging.info("Embedding cache written to %s: %s", args.out, json.dumps(manifest["counts"]))

@@ -110,12 +110,13 @@ CACHE_DIM = 4
 
 
 def write_fake_cache(dataset: str, out: str, dim: int = CACHE_DIM, seed: int = 0,
-                     drop: int = 0) -> str:
+                     drop: int = 0, modalities=("text", "image")) -> str:
     """An embedding cache of every item of ``dataset`` with random vectors (no encoder).
 
     Items whose index is divisible by 7 have no title, by 11 no image (zero vectors, flag 0),
     as ``beam_jobs.embed_items`` writes them. ``drop``: leave out the first ``drop`` items (a
     cache that lacks part of the catalogue, its manifest consistent with what it holds).
+    ``modalities``: those the cache holds (``("text",)``: a text-only cache).
     """
     import numpy as np
 
@@ -131,12 +132,11 @@ def write_fake_cache(dataset: str, out: str, dim: int = CACHE_DIM, seed: int = 0
             has_title, has_image = i % 7 != 0, i % 11 != 0
             title = rng.normal(size=dim) * has_title
             image = rng.normal(size=dim) * has_image
-            w.write(cache.make_example(item_id, title, image, has_title,
-                                       has_image).SerializeToString())
+            w.write(cache.make_example(item_id, title, image, has_title, has_image,
+                                       modalities).SerializeToString())
     manifest = {"format": cache.FORMAT, "format_version": cache.FORMAT_VERSION, "dim": dim,
-                "counts": {"items": len(ids)},
-                "text_encoder": {"fingerprint": f"fake-text-{seed}"},
-                "image_encoder": {"fingerprint": f"fake-image-{seed}"}}
+                "counts": {"items": len(ids)}, "modalities": list(modalities),
+                **{f"{m}_encoder": {"fingerprint": f"fake-{m}-{seed}"} for m in modalities}}
     canonical.write_json(os.path.join(out, cache.MANIFEST_FILE), manifest)
     return out
 

@@ -6,12 +6,20 @@ writes the cache, this module reads it (plain TensorFlow and NumPy, no Keras)::
 
     <cache dir>/
       part-SSSSS-of-NNNNN.tfrecord   tf.train.Example per item (see below)
-      manifest.json                  encoders (paths, fingerprints, encoder.json), dim, counts
+      manifest.json                  modalities, encoders (paths, fingerprints, encoder.json),
+                                     dim, counts
 
 Each record holds ``item_id`` (bytes), ``title_emb`` and ``image_emb`` (float [dim]),
 ``has_title`` and ``has_image`` (int64 0/1). An item with an empty title or a missing or
 undecodable image has a zero vector there and its flag at 0. Every item of the dataset's
 ``items.parquet`` has exactly one record.
+
+A cache may hold one modality only (a dataset without images, such as MIND, or without
+titles): the manifest's ``modalities`` lists the ones it holds (``["text"]``, ``["image"]``;
+a manifest without the key holds both, as every cache written before the key existed), and the
+records carry only their features (``title_emb``/``has_title`` for text, ``image_emb``/
+``has_image`` for image). Loaded, an absent modality reads as zero vectors with its flag at 0,
+and :meth:`EmbeddingCache.matrix` (what the models look up) holds the present ones only.
 
 The manifest is written last, after every shard: a folder without one is an unfinished or
 failed job and :func:`load_cache` refuses it. A model records :func:`identity` of the cache it
@@ -35,6 +43,10 @@ SHARD_PREFIX = "part"
 SHARD_SUFFIX = ".tfrecord"
 SHARD_PATTERN = f"{SHARD_PREFIX}-*-of-*{SHARD_SUFFIX}"
 ENCODERS = ("text_encoder", "image_encoder")
+MODALITIES = ("text", "image")  # in the order of their columns in EmbeddingCache.matrix()
+ENCODER_OF = {"text": "text_encoder", "image": "image_encoder"}
+# modality -> (embedding feature, flag feature) of a record
+FEATURES_OF = {"text": ("title_emb", "has_title"), "image": ("image_emb", "has_image")}
 _READ_BATCH = 8192
 
 
@@ -42,30 +54,56 @@ class CacheMismatchError(ValueError):
     """The cache is not the one the caller expects, or is internally inconsistent."""
 
 
-def feature_spec(dim: int) -> dict:
-    """The ``tf.io.parse_example`` spec of a cache record."""
-    return {
-        "item_id": tf.io.FixedLenFeature([], tf.string),
-        "title_emb": tf.io.FixedLenFeature([dim], tf.float32),
-        "image_emb": tf.io.FixedLenFeature([dim], tf.float32),
-        "has_title": tf.io.FixedLenFeature([], tf.int64),
-        "has_image": tf.io.FixedLenFeature([], tf.int64),
-    }
+def check_modalities(modalities, where: str = "modalities") -> tuple[str, ...]:
+    """``modalities`` as a tuple in :data:`MODALITIES` order.
+
+    Raises:
+      CacheMismatchError: empty, repeated or unknown modalities (``where`` names the source).
+    """
+    if isinstance(modalities, str) or not isinstance(modalities, (list, tuple, set, frozenset)):
+        raise CacheMismatchError(f"{where}: expected a list of modalities out of "
+                                 f"{list(MODALITIES)}, got {modalities!r}")
+    mods = list(modalities)
+    unknown = [m for m in mods if m not in MODALITIES]
+    if unknown or not mods or len(set(mods)) != len(mods):
+        raise CacheMismatchError(f"{where}: {mods!r} is not a non-empty list of distinct "
+                                 f"modalities out of {list(MODALITIES)}")
+    return tuple(m for m in MODALITIES if m in mods)
+
+
+def modalities_of(manifest: dict) -> tuple[str, ...]:
+    """The modalities a cache holds (a manifest without ``modalities`` holds both)."""
+    return check_modalities(manifest.get("modalities", MODALITIES), "manifest modalities")
+
+
+def feature_spec(dim: int, modalities=MODALITIES) -> dict:
+    """The ``tf.io.parse_example`` spec of a cache record holding ``modalities``."""
+    spec = {"item_id": tf.io.FixedLenFeature([], tf.string)}
+    for m in check_modalities(modalities):
+        emb, flag = FEATURES_OF[m]
+        spec[emb] = tf.io.FixedLenFeature([dim], tf.float32)
+        spec[flag] = tf.io.FixedLenFeature([], tf.int64)
+    return spec
 
 
 def make_example(item_id: str, title_emb, image_emb, has_title: bool,
-                 has_image: bool) -> tf.train.Example:
-    """One cache record (the writer's side of :func:`feature_spec`)."""
+                 has_image: bool, modalities=MODALITIES) -> tf.train.Example:
+    """One cache record (the writer's side of :func:`feature_spec`).
+
+    Only the features of ``modalities`` are written; the others' arguments are ignored (None
+    is fine).
+    """
     floats = lambda v: tf.train.Feature(float_list=tf.train.FloatList(
         value=np.asarray(v, np.float32).tolist()))
     ints = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-    return tf.train.Example(features=tf.train.Features(feature={
-        "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[item_id.encode()])),
-        "title_emb": floats(title_emb),
-        "image_emb": floats(image_emb),
-        "has_title": ints(has_title),
-        "has_image": ints(has_image),
-    }))
+    values = {"text": (title_emb, has_title), "image": (image_emb, has_image)}
+    feature = {"item_id": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[item_id.encode()]))}
+    for m in check_modalities(modalities):
+        emb, flag = FEATURES_OF[m]
+        feature[emb] = floats(values[m][0])
+        feature[flag] = ints(values[m][1])
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def read_manifest(path: str) -> dict:
@@ -92,16 +130,18 @@ def read_manifest(path: str) -> dict:
         raise CacheMismatchError(
             f"{manifest_path}: format_version is {manifest.get('format_version')!r}; this "
             f"code reads version {FORMAT_VERSION}: rebuild the cache")
+    check_modalities(manifest.get("modalities", MODALITIES), f"{manifest_path}: modalities")
     return manifest
 
 
 def identity(manifest: dict) -> dict:
-    """What makes two caches interchangeable: the dimension and both encoders' fingerprints.
+    """What makes two caches interchangeable: the dimension, the modalities and the encoders'
+    fingerprints (None for an absent modality).
 
     A model stores this with its weights and passes it as ``expected_manifest`` to
     :func:`load_cache` (the creation time, paths and counts may differ).
     """
-    return {"dim": manifest.get("dim"),
+    return {"dim": manifest.get("dim"), "modalities": list(modalities_of(manifest)),
             **{name: {"fingerprint": (manifest.get(name) or {}).get("fingerprint")}
                for name in ENCODERS}}
 
@@ -128,6 +168,11 @@ def check_manifest(manifest: dict, expected_dim: int | None = None,
     if want["dim"] is not None and got["dim"] != want["dim"]:
         raise CacheMismatchError(f"embedding cache dimension is {got['dim']} but the expected "
                                  f"manifest has {want['dim']}")
+    if got["modalities"] != want["modalities"]:
+        raise CacheMismatchError(
+            f"embedding cache holds modalities {got['modalities']} but the expected manifest "
+            f"has {want['modalities']}: the model was built for a cache of "
+            f"{' and '.join(want['modalities'])}; use such a cache, or train a new run")
     for name in ENCODERS:
         g, w = got[name]["fingerprint"], want[name]["fingerprint"]
         if w is not None and g != w:
@@ -144,8 +189,10 @@ class EmbeddingCache:
 
     Attributes:
       ids: item ids, str [N], sorted and unique.
-      title: title embeddings, float32 [N, dim] (zero rows where ``has_title`` is False).
-      image: image embeddings, float32 [N, dim] (zero rows where ``has_image`` is False).
+      title: title embeddings, float32 [N, dim] (zero rows where ``has_title`` is False,
+        all zeros when the cache holds no text).
+      image: image embeddings, float32 [N, dim] (zero rows where ``has_image`` is False,
+        all zeros when the cache holds no image).
       has_title: bool [N].
       has_image: bool [N].
       manifest: the cache's ``manifest.json``.
@@ -166,9 +213,21 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the cache holds (``("text", "image")``, ``("text",)``, ...)."""
+        return modalities_of(self.manifest)
+
+    @property
+    def width(self) -> int:
+        """Columns of :meth:`matrix`: ``len(modalities) * dim``."""
+        return len(self.modalities) * self.dim
+
     def matrix(self) -> np.ndarray:
-        """``[E_title | E_image]`` per item, float32 [N, 2 * dim] (PPM §3.2.3, Eq. 8)."""
-        return np.concatenate([self.title, self.image], axis=1)
+        """``[E_title | E_image]`` per item (PPM §3.2.3, Eq. 8), float32 [N, width]: the
+        present modalities only (``E_title`` alone for a text-only cache)."""
+        parts = {"text": self.title, "image": self.image}
+        return np.concatenate([parts[m] for m in self.modalities], axis=1)
 
     def index(self) -> dict:
         """Item id -> row."""
@@ -195,13 +254,14 @@ def load_cache(path: str, expected_dim: int | None = None,
     manifest = read_manifest(path)
     check_manifest(manifest, expected_dim, expected_manifest)
     dim = int(manifest["dim"])
+    mods = modalities_of(manifest)
     expected_count = manifest["counts"]["items"]
     files = sorted(tf.io.gfile.glob(os.path.join(path, SHARD_PATTERN)))
-    parts = {k: [] for k in feature_spec(dim)}
+    parts = {k: [] for k in feature_spec(dim, mods)}
     if files:
         ds = (tf.data.TFRecordDataset(files)
               .batch(_READ_BATCH)
-              .map(lambda s: tf.io.parse_example(s, feature_spec(dim))))
+              .map(lambda s: tf.io.parse_example(s, feature_spec(dim, mods))))
         try:
             for batch in ds:
                 for k, v in batch.items():
@@ -216,7 +276,7 @@ def load_cache(path: str, expected_dim: int | None = None,
                                  f"counts {expected_count} items")
     cols = {k: (np.concatenate(v) if v else np.zeros((0,) + tuple(spec.shape),
                                                       spec.dtype.as_numpy_dtype))
-            for (k, v), spec in zip(parts.items(), feature_spec(dim).values())}
+            for (k, v), spec in zip(parts.items(), feature_spec(dim, mods).values())}
     ids = np.array([b.decode() for b in cols["item_id"]], dtype=str)
     order = np.argsort(ids, kind="stable")
     ids = ids[order]
@@ -224,6 +284,11 @@ def load_cache(path: str, expected_dim: int | None = None,
     if len(repeated):
         raise CacheMismatchError(f"{path}: {len(repeated)} item ids occur more than once, "
                                  f"e.g. {repeated[:5].tolist()}")
+    for m in MODALITIES:  # an absent modality: zero vectors, flag 0
+        emb, flag = FEATURES_OF[m]
+        if m not in mods:
+            cols[emb] = np.zeros((len(ids), dim), np.float32)
+            cols[flag] = np.zeros(len(ids), np.int64)
     return EmbeddingCache(
         ids=ids,
         title=cols["title_emb"][order],

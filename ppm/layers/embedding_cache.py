@@ -1,5 +1,8 @@
 """The embedding cache as a layer: item id -> cached [E_title | E_image] (PPM §3.2.2, Eq. 8).
 
+A single-modality cache (``modalities=("text",)`` for a dataset without images) gives
+``E_title`` alone, ``dim`` wide; the flags keep both columns (the absent one always 0).
+
 The table is a non-trainable variable initialised from the Beam cache
 (:func:`ppm.data.cache.load_cache`), so it is saved in checkpoints and inside the exported
 SavedModel: a serving request carries only item ids, and no encoder runs online (the paper's
@@ -16,6 +19,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+
+from ppm.data import cache as cache_lib
 
 _ROW_SOURCE: list = []  # set by rows_computed_by() while a function is traced
 
@@ -38,17 +43,23 @@ class CachedItemEmbedding(keras.layers.Layer):
 
     Args:
       item_ids: the cache's item ids (row ``i + 1`` of the table is ``item_ids[i]``).
-      dim: per-modality width; the output is ``2 * dim`` wide.
-      embeddings: optional float [len(item_ids), 2 * dim] initial table (``[title | image]``);
-        zeros when omitted (e.g. in ``from_config``, before weights are loaded).
+      dim: per-modality width; the output is ``width = len(modalities) * dim`` wide.
+      embeddings: optional float [len(item_ids), width] initial table (``[title | image]``,
+        the present modalities only); zeros when omitted (e.g. in ``from_config``, before
+        weights are loaded).
       flags: optional [len(item_ids), 2] ``has_title``, ``has_image`` (0/1).
+      modalities: the modalities the cache holds, out of ``("text", "image")`` (default both).
 
-    Call: string ids ``[...]`` -> ``{"embedding": [..., 2 * dim], "flags": [..., 2]}``.
+    Call: string ids ``[...]`` -> ``{"embedding": [..., width], "flags": [..., 2]}``.
     """
 
     def __init__(self, item_ids: Sequence[str], dim: int, embeddings=None, flags=None,
-                 **kwargs):
+                 modalities: Sequence[str] = cache_lib.MODALITIES, **kwargs):
         super().__init__(**kwargs)
+        try:
+            self.modalities = cache_lib.check_modalities(modalities)
+        except cache_lib.CacheMismatchError as e:
+            raise ValueError(str(e)) from e
         item_ids = [str(i) for i in item_ids]
         if not item_ids:
             raise ValueError("the embedding cache holds no item")
@@ -58,12 +69,13 @@ class CachedItemEmbedding(keras.layers.Layer):
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.item_ids, self.dim = item_ids, int(dim)
         rows = len(item_ids) + 1
-        table = np.zeros((rows, 2 * self.dim), np.float32)
+        table = np.zeros((rows, self.width), np.float32)
         flag_table = np.zeros((rows, 2), np.float32)
         if embeddings is not None:
             embeddings = np.asarray(embeddings, np.float32)
-            if embeddings.shape != (len(item_ids), 2 * self.dim):
-                raise ValueError(f"embeddings must be [{len(item_ids)}, {2 * self.dim}], got "
+            if embeddings.shape != (len(item_ids), self.width):
+                raise ValueError(f"embeddings must be [{len(item_ids)}, {self.width}] "
+                                 f"({len(self.modalities)} modalities of dim {self.dim}), got "
                                  f"{list(embeddings.shape)}")
             table[1:] = embeddings
         if flags is not None:
@@ -80,7 +92,12 @@ class CachedItemEmbedding(keras.layers.Layer):
         """Builds the layer from a loaded :class:`ppm.data.cache.EmbeddingCache`."""
         flags = np.stack([cache.has_title, cache.has_image], axis=1)
         return cls(cache.ids.tolist(), cache.dim, embeddings=cache.matrix(), flags=flags,
-                   **kwargs)
+                   modalities=cache.modalities, **kwargs)
+
+    @property
+    def width(self) -> int:
+        """Width of the looked-up embedding: ``len(modalities) * dim``."""
+        return len(self.modalities) * self.dim
 
     def build(self, input_shape):
         table, flags = self._initial
@@ -106,4 +123,5 @@ class CachedItemEmbedding(keras.layers.Layer):
 
     def get_config(self):
         # The table itself travels as weights (checkpoints, SavedModel), not in the config.
-        return {**super().get_config(), "item_ids": self.item_ids, "dim": self.dim}
+        return {**super().get_config(), "item_ids": self.item_ids, "dim": self.dim,
+                "modalities": list(self.modalities)}

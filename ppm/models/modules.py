@@ -67,6 +67,9 @@ class ItemIdEmbedding(keras.layers.Layer):
 class ModalItemEmbedding(keras.layers.Layer):
     """Cached ``[E_title | E_image]`` (Eq. 8) plus a learnt embedding of the presence flags.
 
+    With a single-modality cache (a dataset without images) the item is ``E_title`` alone (or
+    ``E_image`` alone), ``cache.dim`` wide; the absent modality's flag is always 0.
+
     An item without a title or an image has a zero vector there (embedding cache contract);
     the flag embedding (4 states of ``has_title``, ``has_image``) lets the model tell "missing"
     from "small", and gives unknown items (reserved row, both flags 0) a learnt vector. This
@@ -76,7 +79,7 @@ class ModalItemEmbedding(keras.layers.Layer):
       cache: a :class:`~ppm.layers.CachedItemEmbedding` (or its config).
       init_stddev: N(0, s) initialiser of the flag embedding.
 
-    Call: ``(features, prefix)`` -> float [..., 2 * cache.dim] from
+    Call: ``(features, prefix)`` -> float [..., cache.width] from
     ``features[prefix + "item_id"]``.
     """
 
@@ -86,13 +89,13 @@ class ModalItemEmbedding(keras.layers.Layer):
             cache = keras.layers.deserialize(cache)
         self.cache, self.init_stddev = cache, float(init_stddev)
         self.flag_embedding = keras.layers.Embedding(
-            NUM_FLAG_STATES, 2 * cache.dim,
+            NUM_FLAG_STATES, cache.width,
             embeddings_initializer=keras.initializers.RandomNormal(stddev=init_stddev),
             name="flag_embedding")
 
     @property
     def width(self) -> int:
-        return 2 * self.cache.dim
+        return self.cache.width
 
     def call(self, features, prefix: str = ""):
         looked_up = self.cache(features[prefix + "item_id"])

@@ -43,6 +43,12 @@ class UncachedServingModule(export.ServingModule):
         dims = {layer.dim for layer in model.submodules if isinstance(layer, CachedItemEmbedding)}
         if not dims:
             raise ValueError("the model has no cached item embedding (a model without PPM)")
+        mods = {tuple(layer.modalities) for layer in model.submodules
+                if isinstance(layer, CachedItemEmbedding)}
+        if mods != {("text", "image")}:
+            raise ValueError(f"the model's embedding cache holds {sorted(mods)[0]} only: the "
+                             "uncached variant runs both encoders and needs a model trained "
+                             "on a cache of text and image")
         if dims != {text_info["dim"]} or dims != {image_info["dim"]}:
             raise ValueError(f"encoder dims {text_info['dim']}/{image_info['dim']} differ from "
                              f"the model's cache dim {sorted(dims)}")
