@@ -151,3 +151,23 @@ def test_ppm_and_urm_train_predict_and_export(modalities, tiny_world, tiny_examp
     both = write_fake_cache(tiny_world, str(tmp_path / "both"))
     with pytest.raises(cache.CacheMismatchError, match="modalities"):
         cache.load_cache(both, expected_manifest=cache.identity(inputs.cache.manifest))
+
+
+def test_mind_has_a_text_only_route(tmp_path, encoders):
+    """MIND publishes no images: its cache is built from the text encoder alone."""
+    from ppm.data.public import mind
+    from tests.data.public.test_mind import BEHAVIORS, NEWS, write_split
+
+    src = write_split(tmp_path / "MINDsmall_train", BEHAVIORS, NEWS)
+    dataset = str(tmp_path / "dataset")
+    mind.convert(src, dataset)
+    out = str(tmp_path / "cache")
+    manifest = embed_items.run(["--dataset", dataset, "--text_model", encoders["text"],
+                                "--out", out])
+    assert manifest["modalities"] == ["text"]
+    counts = manifest["counts"]
+    assert counts["with_title"] > 0 and "with_image" not in counts
+    assert counts["with_title"] + counts["missing_title"] == counts["items"]
+    got = cache.load_cache(out)
+    assert got.has_title.sum() == counts["with_title"] and not got.has_image.any()
+    assert got.matrix().shape == (len(got), DIM)
