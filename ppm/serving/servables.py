@@ -1,13 +1,13 @@
-"""Versioned models as TF Serving manages them: config, version policy, loading, hot swap.
+"""Versioned models as TF Serving serves them: config, version policy, one loaded version.
 
-:class:`ModelManager` reads a ``ModelServerConfig`` (TF Serving's ``--model_config_file``, text
-format), loads the versions each model's ``model_version_policy`` asks for from the integer
+:func:`read_model_config` reads a ``ModelServerConfig`` (TF Serving's ``--model_config_file``,
+text format); :func:`wanted_versions` applies a model's ``model_version_policy`` to the integer
 folders under its ``base_path`` (relative paths are relative to the working directory, as in
-TF Serving), runs the version's ``assets.extra/tf_serving_warmup_requests`` before serving it,
-and polls the base paths: a new version is loaded and warmed *before* it replaces the old one,
-and requests already running keep the :class:`Servable` object they hold, so a swap never fails
-a request. The old version is then dropped (state ``END``) and freed when its last request
-returns.
+TF Serving); a :class:`Servable` is one loaded version, whose
+``assets.extra/tf_serving_warmup_requests`` :func:`warm_up` replays before it is served.
+:class:`ppm.serving.manager.ModelManager` polls the base paths and swaps versions: a new
+version is loaded and warmed *before* it replaces the old one, and requests already running
+keep the :class:`Servable` object they hold, so a swap never fails a request.
 
 Status codes follow TF Serving's ``ServerCore``/``predict_util``: unknown model or version
 ``NOT_FOUND``, unknown version label ``INVALID_ARGUMENT``, unknown signature
@@ -16,14 +16,14 @@ Status codes follow TF Serving's ``ServerCore``/``predict_util``: unknown model 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
-import threading
 
 import grpc
 import tensorflow as tf
+
+from ppm.serving import tensors
 
 try:  # registers the WordPiece ops a SavedModel with a text encoder inside needs
     import tensorflow_text  # noqa: F401
@@ -35,6 +35,11 @@ DEFAULT_SIGNATURE = "serving_default"
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 _VERSION = re.compile(r"^\d+$")
+# Rows (first dimension) one request may declare (--max_rows_per_request): 4x the 2,048-row
+# batches of serving_config/batching.config, 40x a 200-candidate ranking request.
+DEFAULT_MAX_ROWS = 8192
+# What a request's inputs may expand to once decoded: what gRPC would let it send.
+MAX_DECODED_BYTES = 256 * 1024 * 1024
 _INIT_OP = "__saved_model_init_op"
 
 
@@ -142,11 +147,26 @@ class Servable:
                                f'Serving signature key "{key}" not found.')
         return key, self.signature_defs[key]
 
-    def predict(self, signature_name: str, inputs: dict, output_filter=()) -> dict:
+    def predict(self, signature_name: str, inputs: dict, output_filter=(),
+                max_rows: int = DEFAULT_MAX_ROWS, time_remaining=None) -> dict:
         """Runs a signature on TensorProtos; returns ``{alias: np.ndarray}``.
 
+        Every input's declared shape is checked against the values it carries, the signature's
+        shape and ``max_rows`` before any array is built (:func:`ppm.serving.tensors.
+        declared_size`), so a small request cannot make the server allocate gigabytes.
+
+        Args:
+          signature_name: '' for ``serving_default``.
+          inputs: ``{alias: TensorProto}``.
+          output_filter: aliases to return ('' for all).
+          max_rows: the most rows (first dimension) an input may declare.
+          time_remaining: a callable giving the request's seconds left (gRPC's
+            ``context.time_remaining``), or None: work stops once it is <= 0.
+
         Raises:
-          ServingError: the codes and messages of TF Serving's ``predict_util``.
+          ServingError: the codes and messages of TF Serving's ``predict_util``;
+            INVALID_ARGUMENT for a request too large or whose values do not match its shapes;
+            DEADLINE_EXCEEDED once ``time_remaining`` says the deadline passed.
         """
         key, sig = self.signature_def(signature_name)
         expected, sent = set(sig.inputs), set(inputs)
@@ -165,32 +185,54 @@ class Servable:
         if len(set(outputs)) != len(outputs):
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                "duplicate output tensor alias in output_filter")
-        args = {}
-        for i, alias in enumerate(sorted(inputs)):
+        total = 0
+        for i, alias in enumerate(sorted(inputs)):  # every check before any allocation
             info, proto = sig.inputs[alias], inputs[alias]
             if proto.dtype != info.dtype:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
                     f"Expects arg[{i}] ({alias}) to be {_dtype_name(info.dtype)} but "
                     f"{_dtype_name(proto.dtype) if proto.dtype else 'invalid'} is provided"))
             try:
-                value = tf.make_ndarray(proto)
-            except Exception as e:  # noqa: BLE001 - any malformed TensorProto
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"tensor parsing error: {alias} ({e})") from e
+                total += tensors.declared_size(alias, proto, max_rows)
+            except ValueError as e:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from e
+            got = [d.size for d in proto.tensor_shape.dim]
             want = [d.size for d in info.tensor_shape.dim]
             if not info.tensor_shape.unknown_rank and (
-                    value.ndim != len(want)
-                    or any(w >= 0 and w != g for w, g in zip(want, value.shape))):
+                    len(got) != len(want) or any(w >= 0 and w != g for w, g in zip(want, got))):
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
-                    f"input {alias} has shape {list(value.shape)}; the signature expects "
+                    f"input {alias} has shape {got}; the signature expects "
                     f"{[w if w >= 0 else None for w in want]} (None: any size)"))
-            args[alias] = tf.constant(value, dtype=tf.dtypes.as_dtype(info.dtype))
+        if total > MAX_DECODED_BYTES:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                f"the request's inputs would take {total / 2**20:.0f} MiB once decoded, more "
+                f"than the {MAX_DECODED_BYTES // 2**20} MiB a request may expand to (the gRPC "
+                "message limit): send fewer rows or one value per element"))
+        _check_deadline(time_remaining, "before decoding the inputs")
+        args = {}
+        for alias in sorted(inputs):
+            try:
+                value = tf.make_ndarray(inputs[alias])
+            except Exception as e:  # noqa: BLE001 - any malformed TensorProto
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"tensor parsing error: {alias} ({type(e).__name__}: "
+                                   f"{e})") from e
+            args[alias] = tf.constant(value, dtype=tf.dtypes.as_dtype(sig.inputs[alias].dtype))
+        _check_deadline(time_remaining, "before running the model")
         try:
             result = self.signatures[key](**args)
         except tf.errors.OpError as e:
             raise ServingError(grpc.StatusCode(_grpc_code(e.error_code)),
                                op_error_message(e.message)) from e
+        _check_deadline(time_remaining, "after running the model")
         return {alias: result[alias].numpy() for alias in outputs}
+
+
+def _check_deadline(time_remaining, when: str) -> None:
+    left = time_remaining() if time_remaining is not None else None
+    if left is not None and left <= 0:
+        raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                           f"Deadline exceeded {when}: the request's work was stopped")
 
 
 def op_error_message(message: str) -> str:
@@ -232,142 +274,3 @@ def warm_up(servable: Servable) -> int:
             raise ValueError(f"{path}: warm-up request {count} failed: {e.message}") from e
         count += 1
     return count
-
-
-@dataclasses.dataclass
-class _VersionState:
-    state: str          # "LOADING", "AVAILABLE", "END" (unloaded or failed)
-    error: str = ""
-
-
-class ModelManager:
-    """Serves the models of a ModelServerConfig, polling their base paths for versions.
-
-    Args:
-      model_configs: ``ModelConfig`` protos (:func:`read_model_config`).
-      poll_seconds: how often base paths are listed (TF Serving's
-        ``--file_system_poll_wait_seconds``); 0 polls only when :meth:`poll` is called.
-    """
-
-    def __init__(self, model_configs, poll_seconds: float = 1.0):
-        self.configs = {m.name: m for m in model_configs}
-        self.poll_seconds = poll_seconds
-        self._lock = threading.Lock()
-        self._poll_lock = threading.Lock()
-        self._servables: dict[str, dict[int, Servable]] = {n: {} for n in self.configs}
-        self._states: dict[str, dict[int, _VersionState]] = {n: {} for n in self.configs}
-        self._stop = threading.Event()
-        self._thread = None
-
-    # Loading ------------------------------------------------------------------------------
-    def poll(self) -> None:
-        """Loads the versions the policies want and are not loaded, unloads the others."""
-        with self._poll_lock:
-            for name, config in self.configs.items():
-                self._poll_model(name, config)
-
-    def _poll_model(self, name, config):
-        present = available_versions(config.base_path)
-        wanted = wanted_versions(config.model_version_policy, present)
-        if not present and not self._servables[name]:
-            logger.warning("No versions of servable %s found under base path %s", name,
-                           config.base_path)
-        for version in wanted:
-            failed = self._states[name].get(version, _VersionState("")).error
-            if version in self._servables[name] or failed:
-                continue  # loaded, or failed once (a new folder gets a new number)
-            with self._lock:  # status() reads the states from request threads
-                self._states[name][version] = _VersionState("LOADING")
-            path = os.path.join(config.base_path, str(version))
-            try:
-                servable = Servable(name, version, path)
-                warmed = warm_up(servable)
-            except Exception as e:  # noqa: BLE001 - a bad version must not stop the server
-                logger.error("Loading servable: {name: %s version: %d} failed: %s", name,
-                             version, e)
-                with self._lock:
-                    self._states[name][version] = _VersionState("END", str(e))
-                continue
-            with self._lock:
-                self._servables[name][version] = servable
-                self._states[name][version] = _VersionState("AVAILABLE")
-            logger.info("Successfully loaded servable version {name: %s version: %d} "
-                        "(%d warm-up requests)", name, version, warmed)
-        with self._lock:
-            loaded = self._servables[name]
-            # Unload only once a wanted version is available, so a model never goes dark.
-            keep = set(wanted) & set(loaded) or set(loaded)
-            for version in sorted(set(loaded) - keep):
-                del loaded[version]  # in-flight requests still hold the object
-                self._states[name][version] = _VersionState("END")
-                logger.info("Unloaded servable version {name: %s version: %d}", name, version)
-
-    def start(self) -> None:
-        """Loads the initial versions, then polls in a background thread."""
-        self.poll()
-        if self.poll_seconds > 0:
-            self._thread = threading.Thread(target=self._run, name="version-poller",
-                                            daemon=True)
-            self._thread.start()
-
-    def _run(self):
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.poll()
-            except Exception:  # noqa: BLE001 - keep polling
-                logger.exception("polling the model base paths failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    # Lookup -------------------------------------------------------------------------------
-    def resolve(self, model_spec) -> Servable:
-        """The servable a ModelSpec asks for (latest, a version, or a version label)."""
-        name = model_spec.name
-        if name not in self.configs:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               f"Servable not found for request: Latest({name})")
-        choice = model_spec.WhichOneof("version_choice")
-        with self._lock:
-            loaded = self._servables[name]
-            if choice == "version_label":
-                label = model_spec.version_label
-                labels = self.configs[name].version_labels
-                if label not in labels:
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                       f"Unrecognized servable version label: {label}")
-                version = labels[label]
-            elif choice == "version":
-                version = model_spec.version.value
-            else:
-                if not loaded:
-                    raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                       f"Servable not found for request: Latest({name})")
-                return loaded[max(loaded)]
-            if version not in loaded:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   f"Servable not found for request: Specific({name}, {version})")
-            return loaded[version]
-
-    def status(self, name: str, version: int | None = None) -> dict[int, _VersionState]:
-        """``{version: state}`` of a model (TF Serving's GetModelStatus)."""
-        if name not in self.configs:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               f"Could not find any versions of model {name}")
-        with self._lock:
-            states = dict(self._states[name])
-        if version is not None:
-            if version not in states:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   f"Could not find version {version} of model {name}")
-            states = {version: states[version]}
-        if not states:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               f"Could not find any versions of model {name}")
-        return states
-
-    def loaded_versions(self, name: str) -> list[int]:
-        with self._lock:
-            return sorted(self._servables[name])

@@ -15,18 +15,10 @@ import pytest
 import tensorflow as tf
 
 import ppm  # noqa: F401
-from ppm import evaluate, export, features
+from ppm import evaluate
 from ppm.serving import client, requests, servables, server
-from tests.ranking_fixtures import one_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def exported(tiny_urm_run, tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("saved_models"))
-    export.export(tiny_urm_run, "urm", base)
-    return os.path.join(base, "urm")
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +33,6 @@ def serving(exported):
 def urm_client(serving):
     with client.Client(serving.target, "urm", timeout=30) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def request_features(tiny_examples):
-    (feats, _), schema = one_batch(tiny_examples, 16, "test")
-    return {k: feats[k].numpy() for k in features.model_input_names(schema)}, feats
 
 
 def test_grpc_round_trip_equals_in_process_model(tiny_urm_run, urm_client, request_features):
@@ -218,7 +204,7 @@ def test_hot_reload_under_load_fails_no_request(exported, request_features, tmp_
     versions, started_at, failures = [], [], []
     stop = threading.Event()
     with server.Server([servables.model_config("urm", model_dir)], port=0, host="127.0.0.1",
-                       poll_seconds=0.1) as srv:
+                       poll_seconds=0.1, max_num_load_retries=1, load_retry_interval=0.1) as srv:
 
         def hammer():
             with client.Client(srv.target, "urm", timeout=30) as c:
@@ -245,7 +231,7 @@ def test_hot_reload_under_load_fails_no_request(exported, request_features, tmp_
             os.makedirs(os.path.join(model_dir, "3"))
             with open(os.path.join(model_dir, "3", "saved_model.pb"), "wb") as f:
                 f.write(b"not a SavedModel")
-            _wait(lambda: 3 in srv.manager.status("urm"))
+            _wait(lambda: getattr(srv.manager.status("urm").get(3), "state", "") == "END")
             _wait(lambda: len(versions) >= seen + 8)
         finally:
             stop.set()
