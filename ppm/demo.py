@@ -9,11 +9,20 @@ was made from the same inputs is skipped (``--rebuild`` redoes everything):
 2. ``python -m ppm.data.validate``: validate it;
 3. ``python -m beam_jobs.build_examples``: build TFRecord examples with Beam;
 4. ``python -m ppm.encoders.train``: fine-tune briefly and export the text encoder
-   (all-MiniLM-L6-v2, query matching) and the image encoder (small ResNet, entity prediction);
-5. ``python -m beam_jobs.embed_items``: cache the title and image embeddings of every item;
-6. print a summary: counts per window, CTR, share of test events on cold items, encoders;
-7. ``python -m ppm.train``: pre-train PPM on the pretrain window, train URM (PPM fine-tuned)
-   on train_large, evaluate it on the test day and print the metrics.
+   (all-MiniLM-L6-v2, query matching);
+5. the same for the image encoder (small ResNet, entity prediction);
+6. ``python -m beam_jobs.embed_items``: cache the title and image embeddings of every item,
+   then print a summary: counts per window, CTR, share of test events on cold items, encoders;
+7. ``python -m ppm.train``: pre-train PPM on the pretrain window;
+8. train URM (PPM fine-tuned) on train_large;
+9. evaluate it on the test day and print the metrics;
+10. ``python -m ppm.export``: export it to ``saved_models/urm/<version>``;
+11. serve it with the local TF Serving gRPC server and rank one request through the client.
+
+The console shows one numbered line per stage (``[i/N]``, :mod:`ppm.console`), progress bars
+in a terminal, the tables and where to look next; the output of the libraries (TensorFlow, absl,
+Beam, Python warnings) and ppm's own INFO records go to ``<run_dir>/demo.log`` (``--verbose``:
+to the console as well).
 """
 
 from __future__ import annotations
@@ -24,7 +33,9 @@ import logging
 import os
 import shutil
 import sys
+import time
 
+from ppm import console
 from ppm.data import canonical, validate
 from ppm.data.synthetic.world import SCALES
 
@@ -51,6 +62,9 @@ def summary(dataset_dir: str, examples_dir: str) -> str:
 
 
 DEMO_TASKS = {"text": "qm", "image": "ep"}
+PREPARE_STAGES = ("world", "validate", "examples", "text_encoder", "image_encoder", "cache")
+SERVE_STAGES = ("export", "serve")
+LOG_FILE = "demo.log"
 
 
 def build_encoders(dataset: str, run_dir: str, text_steps: int, image_steps: int,
@@ -72,14 +86,15 @@ def build_encoders(dataset: str, run_dir: str, text_steps: int, image_steps: int
         if not rebuild and (info.get("dataset"), info.get("task"), info.get("steps")) == (
                 meta.name, task, steps) and (wanted_preset is None or str(
                     info.get("preset", "")).startswith(wanted_preset)):
-            logger.info("[4/5] Using the existing %s encoder in %s", modality, path)
+            console.stage(f"{modality}_encoder", "Using the existing %s encoder in %s",
+                          modality, path)
             continue
-        logger.info("[4/5] Fine-tuning the %s encoder (%s, %d steps) into %s", modality, task,
-                    steps, path)
+        console.stage(f"{modality}_encoder", "Fine-tuning the %s encoder (%s, %d steps) into %s",
+                      modality, task, steps, path)
         from ppm.encoders import train  # noqa: PLC0415 - loads Keras 3 and keras-hub
 
         argv = ["--modality", modality, "--task", task, "--dataset", dataset, "--out", path,
-                "--steps", str(steps)]
+                "--steps", str(steps), "--verbose", "1" if console.interactive() else "0"]
         if tiny_text and modality == "text":
             argv.append("--tiny_text")
         train.run(train.parse_args(argv))
@@ -102,9 +117,9 @@ def build_cache(dataset: str, encoders: dict, out: str, rebuild: bool) -> bool:
     except (FileNotFoundError, KeyError, ValueError):
         current = False
     if current and not rebuild:
-        logger.info("[5/5] Using the existing embedding cache in %s", out)
+        console.stage("cache", "Using the existing embedding cache in %s", out)
         return False
-    logger.info("[5/5] Caching title and image embeddings with Beam into %s", out)
+    console.stage("cache", "Caching title and image embeddings with Beam into %s", out)
     from beam_jobs import embed_items  # noqa: PLC0415
 
     embed_items.run(["--dataset", dataset, "--text_model", encoders["text"], "--image_model",
@@ -144,7 +159,7 @@ def _examples_match(dataset: str, examples: str) -> bool:
 def prepare(run_dir: str = "runs/demo", scale: str = "demo", seed: int = 0,
             beam_workers: int = os.cpu_count() or 1, text_steps: int = 60,
             image_steps: int = 150, tiny_text: bool = False, rebuild: bool = False) -> dict:
-    """Stages 1-5 (world, validation, examples, encoders, cache), each skipped when current.
+    """Stages 1-6 (world, validation, examples, encoders, cache), each skipped when current.
 
     When the cache is rebuilt (new world or new encoders), earlier training runs under
     ``<run_dir>/train`` are
@@ -166,18 +181,18 @@ def prepare(run_dir: str = "runs/demo", scale: str = "demo", seed: int = 0,
     generated = rebuild or existing != wanted
     if generated:
         if existing is not None:
-            logger.info("%s holds the world %s, not %s: regenerating", dataset, existing,
-                        wanted)
-        logger.info("[1/5] Generating the synthetic world (%s) in %s", scale, dataset)
-        synthetic.generate(dataset, scale, seed, progress=True)
+            logger.warning("%s holds the world %s, not %s: regenerating", dataset, existing,
+                           wanted)
+        console.stage("world", "Generating the synthetic world (%s) in %s", scale, dataset)
+        synthetic.generate(dataset, scale, seed, progress=console.interactive())
     else:
-        logger.info("[1/5] Using the existing world in %s", dataset)
-    logger.info("[2/5] Validating %s", dataset)
+        console.stage("world", "Using the existing world in %s", dataset)
+    console.stage("validate", "Validating %s", dataset)
     report = validate.check_dataset(dataset)
     for w in report.warnings:
         logger.warning("%s", w)
     if generated or not _examples_match(dataset, examples):
-        logger.info("[3/5] Building examples with Beam into %s", examples)
+        console.stage("examples", "Building examples with Beam into %s", examples)
         from beam_jobs import build_examples  # noqa: PLC0415
 
         beam_flags = []
@@ -187,14 +202,15 @@ def prepare(run_dir: str = "runs/demo", scale: str = "demo", seed: int = 0,
         build_examples.run(["--dataset", dataset, "--out", examples, "--num_shards", "4",
                             "--overwrite"] + beam_flags)
     else:
-        logger.info("[3/5] Using the existing examples in %s", examples)
+        console.stage("examples", "Using the existing examples in %s", examples)
     encoders = build_encoders(dataset, run_dir, text_steps, image_steps,
                               rebuild or generated, tiny_text)
     embeddings = os.path.join(run_dir, "embeddings")
     if build_cache(dataset, encoders, embeddings, rebuild or generated):
         train_dir = os.path.join(run_dir, "train")
         if os.path.isdir(train_dir):
-            logger.info("Deleting %s: its runs were trained on the previous data", train_dir)
+            logger.warning("Deleting %s: its runs were trained on the previous data",
+                           train_dir)
             shutil.rmtree(train_dir)
     return {"dataset": dataset, "examples": examples, "encoders": encoders,
             "embeddings": embeddings}
@@ -202,18 +218,22 @@ def prepare(run_dir: str = "runs/demo", scale: str = "demo", seed: int = 0,
 
 def serve(run_dir: str, urm_run: str, saved_models: str, num_candidates: int = 20,
           top: int = 10) -> dict:
-    """Stage 8: exports the URM (unless its checkpoint is exported already), starts the local
-    TF Serving API server on a free loopback port, ranks one request through gRPC with the
-    client, prints the top candidates and stops the server. Returns the client's result."""
+    """Stages 10-11: exports the URM (unless its checkpoint is exported already), starts the
+    local TF Serving API server on a free loopback port, ranks one request through gRPC with
+    the client, prints the top candidates and stops the server. Returns the client's result."""
     from ppm import export
     from ppm.serving import client, requests, servables, server
 
     model_dir = os.path.join(saved_models, "urm")
     version_dir = export.latest_export(urm_run, model_dir)
     if version_dir is None:
+        console.stage("export", "Exporting %s as a SavedModel into %s", urm_run, model_dir)
         version_dir = export.export(urm_run, "urm", saved_models)
+    else:
+        console.stage("export", "Using the existing export %s of %s", version_dir, urm_run)
     version = int(os.path.basename(version_dir))
-    logger.info("[8/8] Serving %s over gRPC (ppm.serving.server)", version_dir)
+    console.stage("serve", "Serving %s over gRPC (ppm.serving.server) and ranking one request",
+                  version_dir)
     request = requests.sample_ranking_request(
         os.path.join(run_dir, "examples"), os.path.join(run_dir, "dataset", "items.parquet"),
         num_candidates=num_candidates)
@@ -225,12 +245,42 @@ def serve(run_dir: str, urm_run: str, saved_models: str, num_candidates: int = 2
           f"one test user with {request['user']['hist_len']} history items, "
           f"{num_candidates} random catalogue items, best first by p_click")
     print(client.format_ranking(result, top))
-    if os.path.normpath(saved_models) == "saved_models":
-        print("Serve it yourself: make serve (serving_config/models.config)")
-    else:
-        print(f"Serve it yourself: python -m ppm.serving.server with a models.config whose "
-              f"base_path is {model_dir}")
     return result
+
+
+def next_steps(args, log_file: str, seconds: float) -> str:
+    """Where to look after the demo: the run folder, the log file and the next commands."""
+    run = args.run_dir
+    urm = os.path.join(run, "train", f"{args.preset}_urm")
+    lines = [f"\nDone in {seconds / 60:.1f} min. Everything is in {run}/ (dataset, examples, "
+             "encoders, embeddings, train); library output in " + log_file + ".", "Next:"]
+    if not args.skip_training:
+        lines += [f"  tensorboard --logdir {os.path.join(run, 'train')}   # training curves",
+                  f"  python -m ppm.evaluate --run {urm}   # the table above again"]
+    if not (args.skip_training or args.skip_serving):
+        if os.path.normpath(args.saved_models) == "saved_models":
+            lines.append("  make serve   # serve saved_models/ on gRPC port 8500 "
+                         "(serving_config/models.config)")
+        else:
+            base = os.path.join(args.saved_models, "urm")
+            lines.append("  python -m ppm.serving.server --model_config_file CONFIG   # a "
+                         f"models.config whose base_path is {base}")
+    lines.append("  python -m ppm.demo --verbose   # this demo with the library output on the "
+                 "console")
+    return "\n".join(lines)
+
+
+def stage_keys(args) -> list[str]:
+    """The demo's stages, in order (one ``[i/N]`` counter, :mod:`ppm.console`)."""
+    keys = list(PREPARE_STAGES)
+    if not args.skip_training:
+        from ppm import configs, train  # noqa: PLC0415 - heavy
+
+        keys += train.stage_keys(configs.resolve("urm", args.preset, validate=False),
+                                 prepare=False, no_eval=False)
+        if not args.skip_serving:
+            keys += SERVE_STAGES
+    return keys
 
 
 def main(argv=None) -> int:
@@ -257,17 +307,36 @@ def main(argv=None) -> int:
     parser.add_argument("--rebuild", action="store_true",
                         help="Regenerate the world and rebuild the examples even if present.")
     parser.add_argument("--preset", default="demo", choices=["demo", "tiny"],
-                        help="Training preset of stages 6-7 (tiny: a smoke run).")
+                        help="Training preset of stages 7-9 (tiny: a smoke run).")
     parser.add_argument("--skip_training", action="store_true",
-                        help="Stop after the embedding cache (stages 1-5).")
+                        help="Stop after the embedding cache (stages 1-6).")
     parser.add_argument("--saved_models", default="saved_models",
-                        help="Where stage 8 exports the URM (what serving_config/models.config "
+                        help="Where stage 10 exports the URM (what serving_config/models.config "
                         "serves).")
     parser.add_argument("--skip_serving", action="store_true",
-                        help="Stop after training and evaluation (stages 1-7).")
+                        help="Stop after training and evaluation (stages 1-9).")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Show the libraries' output (TensorFlow, absl, Beam, warnings) "
+                        "and every INFO record on the console too.")
+    parser.add_argument("--log_file", default=None,
+                        help=f"Where the libraries' output goes (default: <run_dir>/{LOG_FILE}).")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # keep the stage lines readable
+    log_file = args.log_file or os.path.join(args.run_dir, LOG_FILE)
+    started = time.perf_counter()
+    with console.session(log_file, args.verbose):
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)  # per-bundle INFO records
+        try:
+            with console.plan(stage_keys(args)):
+                rc = _run(args)
+        except BaseException:  # the traceback follows on the console, once stderr is back
+            print(f"The demo failed; the libraries' output is in {log_file}")
+            raise
+    if rc == 0:
+        print(next_steps(args, log_file, time.perf_counter() - started))
+    return rc
+
+
+def _run(args) -> int:
     paths = prepare(args.run_dir, args.scale, args.seed, args.beam_workers, args.text_steps,
                     args.image_steps, args.tiny_text, args.rebuild)
     print(summary(paths["dataset"], paths["examples"]))

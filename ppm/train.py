@@ -33,7 +33,7 @@ import tensorflow as tf
 import tf_keras as keras
 from official.modeling import hyperparams
 
-from ppm import checkpoints, configs, distribute
+from ppm import checkpoints, configs, console, distribute
 from ppm.data import cache as cache_lib
 from ppm.data import pipeline
 from ppm.models import factory
@@ -82,6 +82,22 @@ class _CheckpointAndSpeed(keras.callbacks.Callback):
         path = self.manager.save(checkpoint_number=self.model.optimizer.iterations)
         logger.info("Step %d: checkpoint %s (%.0f examples/s)",
                     int(self.model.optimizer.iterations.numpy()), path, speed)
+
+
+class _Progress(keras.callbacks.Callback):
+    """One tqdm bar over the whole run (every ``fit`` loop), on stderr, in a terminal only."""
+
+    def __init__(self, total: int, initial: int, desc: str):
+        super().__init__()
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False,
+                        disable=not console.interactive(), file=sys.stderr)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        if logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
 
 
 def _template_inputs(inputs, init_dir: str):
@@ -284,6 +300,10 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
                     d.global_batch_size, strategy.num_replicas_in_sync)
         callbacks = [callback, keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"),
                                                            update_freq="epoch")]
+        progress = None
+        if verbose == 1:  # our bar over the whole run instead of Keras' one per loop
+            progress = _Progress(t.train_steps, step, f"training {config.model.name}")
+            callbacks.append(progress)
         # Whole loops of checkpoint_interval steps, then a shorter last loop ending at
         # train_steps; a checkpoint after each loop, so a resumed run starts at a loop boundary.
         full, rest = divmod(t.train_steps, t.checkpoint_interval)
@@ -293,11 +313,13 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
             if done >= count:
                 continue
             fit = model.fit(dataset, epochs=first + count, initial_epoch=first + max(done, 0),
-                            steps_per_epoch=steps_per_loop, verbose=verbose,
+                            steps_per_epoch=steps_per_loop, verbose=0 if progress else verbose,
                             callbacks=callbacks).history
             for k, v in fit.items():
                 history.setdefault(k, []).extend(v)
             step = int(optimizer.iterations.numpy())
+        if progress is not None:
+            progress.bar.close()
     summary = {
         "experiment": {"model": config.model.name, "ppm_init": config.model.ppm_init},
         "steps": int(optimizer.iterations.numpy()),
@@ -331,7 +353,8 @@ def pretrained_ppm(preset: str, run_root: str, verbose: int) -> str:
     config = configs.resolve("ppm_pretrain", preset, validate=False)
     _demo_paths(config, run_root)
     model_dir = os.path.join(run_root, "train", f"{preset}_ppm_pretrain")
-    logger.info("[6/7] Pre-training PPM (ID-free, pretrain window) in %s", model_dir)
+    console.stage("pretrain", "Pre-training PPM (ID-free, %s window) in %s",
+                  config.data.train_window, model_dir)
     train(config, model_dir, verbose=verbose)
     return model_dir
 
@@ -370,8 +393,34 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Do not check or build the demo's inputs (already built).")
     parser.add_argument("--no_eval", action="store_true", help="Skip the final evaluation.")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
-                        help="Keras progress: 0 silent, 1 progress bar, 2 one line per loop.")
+                        help="Training progress: 0 silent, 1 a progress bar (on stderr, in a "
+                        "terminal only), 2 Keras' line per checkpoint loop.")
     return parser.parse_args(argv)
+
+
+def _needs_pretrained_ppm(config) -> bool:
+    """The demo URM fine-tunes (or freezes) a PPM that the demo pre-trains first."""
+    m = config.model
+    return m.name == "urm" and m.ppm_init != "random" and not m.ppm_checkpoint
+
+
+def stage_keys(config, prepare: bool, no_eval: bool) -> list[str]:
+    """The console stages (:mod:`ppm.console`) that :func:`main` runs for ``config``.
+
+    Args:
+      config: the resolved experiment config (before ``main`` sets the demo's paths).
+      prepare: whether the demo's inputs are checked or built first (not ``--skip_prepare``).
+      no_eval: ``--no_eval``.
+    """
+    keys = []
+    if _is_demo(config):
+        if prepare:
+            from ppm import demo  # noqa: PLC0415 - heavy, only for the demo
+
+            keys += demo.PREPARE_STAGES
+        if _needs_pretrained_ppm(config):
+            keys.append("pretrain")
+    return keys + ["train"] + ([] if no_eval else ["evaluate"])
 
 
 def main(argv=None) -> int:
@@ -384,20 +433,25 @@ def main(argv=None) -> int:
                              validate=False)
     experiment = args.experiment.split("_", 1)[1] if args.experiment.split("_", 1)[0] in \
         configs.PRESETS else args.experiment
+    with console.plan(stage_keys(config, not args.skip_prepare, args.no_eval)):
+        return _main(args, config, experiment)
+
+
+def _main(args, config, experiment: str) -> int:
     if _is_demo(config):
         from ppm import demo  # noqa: PLC0415 - heavy, only for the demo
 
         _demo_paths(config, args.run_root)
         if not args.skip_prepare:
             demo.prepare(args.run_root)
-        m = config.model
-        if m.name == "urm" and m.ppm_init != "random" and not m.ppm_checkpoint:
+        if _needs_pretrained_ppm(config):
             config.override({"model": {"ppm_checkpoint": pretrained_ppm(
                 args.preset, args.run_root, args.verbose)}})
     config.validate()
     model_dir = args.model_dir or os.path.join(args.run_root, "train",
                                                f"{args.preset}_{experiment}")
-    logger.info("[7/7] Training %s in %s", experiment, model_dir)
+    console.stage("train", "Training %s on the %s window in %s", experiment,
+                  config.data.train_window, model_dir)
     summary = train(config, model_dir, args.init_checkpoint, verbose=args.verbose)
     speeds = summary["train_examples_per_second"]
     if speeds:
@@ -405,7 +459,10 @@ def main(argv=None) -> int:
     if not args.no_eval:
         from ppm import evaluate  # noqa: PLC0415
 
-        print(evaluate.format_table(evaluate.evaluate_run(model_dir)))
+        console.stage("evaluate", "Evaluating %s on the %s window", model_dir,
+                      config.data.eval_window)
+        print(evaluate.format_table(evaluate.evaluate_run(model_dir,
+                                                          progress=console.interactive())))
     return 0
 
 
