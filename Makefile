@@ -30,8 +30,11 @@ test: venv
 test-all: venv
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
+# Stage lines, progress bars and tables on the console; the libraries' output in
+# runs/demo/demo.log (make demo DEMO_ARGS=--verbose shows it on the console too).
+DEMO_ARGS ?=
 demo: venv
-	$(PY) -m ppm.demo
+	$(PY) -m ppm.demo $(DEMO_ARGS)
 
 # Serves saved_models/ (python -m ppm.export, or make demo) on gRPC port 8500: real TF Serving
 # when tensorflow_model_server is on PATH (REST on 8501, batching, Prometheus), otherwise the
