@@ -23,6 +23,10 @@ Writes into ``--out``:
 - ``dead_letter/rows-*.jsonl``: malformed rows, one JSON per line: ``kind`` (``event`` or
   ``item``), ``reason`` and the ``row``. Items with a missing or duplicated id are dead-lettered
   and their events too (``item_id duplicated in items.parquet`` / ``unknown item_id``).
+  A row whose strings are not valid UTF-8 (Parquet from other writers can hold such bytes) is
+  dead-lettered as ``invalid UTF-8 in <column>``, the bad bytes shown as ``\\xNN`` escapes;
+  the events of such an item as ``item has invalid UTF-8 in <column>``
+  (:mod:`beam_jobs.parquet_rows`).
 - ``stats.json``: counts per window, labels, dead letters by reason, cold-start shares, and
   the dataset's source and counts (so a stale example folder can be recognised). The counts are
   computed by the pipeline itself (``_counts.json``), not read from runner metrics.
@@ -32,9 +36,9 @@ clicked items), most recent first, at most ``--max_history``. ``item_freq`` is t
 ``train_large`` events whose target is the item (the cold-start buckets of PPM §4.5).
 
 Before running, dataset.json and the Parquet schemas are checked (a missing or mistyped column
-would make every row bad). The job fails, keeping the dead letters but deleting the example
-folders, when more than ``--max_bad_fraction`` of the events are malformed or a time window
-gets no example.
+would make every row bad; an empty, truncated or non-Parquet file is named). The job fails,
+keeping the dead letters but deleting the example folders, when more than
+``--max_bad_fraction`` of the events are malformed or a time window gets no example.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from collections.abc import Iterable
 import apache_beam as beam
 import numpy as np
 
+from beam_jobs import parquet_rows
 from beam_jobs.options import pipeline_options
 from ppm import features
 from ppm.data import canonical
@@ -97,7 +102,8 @@ def event_problem(row: dict, items: dict, label_rules: dict,
 
     Args:
       row: the event as read from Parquet.
-      items: item_id -> attributes, or None for ids duplicated in items.parquet.
+      items: item_id -> attributes, None for ids duplicated in items.parquet, or the reason
+        (a string) the item's row is unusable.
       label_rules: ``dataset.json`` label rules.
       profile: names of the user profile columns (strings or null).
     """
@@ -113,6 +119,8 @@ def event_problem(row: dict, items: dict, label_rules: dict,
         return "unknown item_id"
     if items[row["item_id"]] is None:
         return "item_id duplicated in items.parquet"
+    if isinstance(items[row["item_id"]], str):
+        return f"item has {items[row['item_id']]}"
     pos = row.get("position")
     if not _is_int(pos) or pos < 0:
         return "position is not an integer >= 0"
@@ -151,8 +159,9 @@ class ValidateEvents(beam.DoFn):
         self._profile = profile
 
     def process(self, row, items):
+        row, reason = parquet_rows.without_marker(row)
         try:
-            reason = event_problem(row, items, self._rules, self._profile)
+            reason = reason or event_problem(row, items, self._rules, self._profile)
         except Exception as e:  # noqa: BLE001 - any surprise in a row is that row's problem
             reason = f"unexpected {type(e).__name__}: {e}"
         yield beam.pvalue.TaggedOutput(self.COUNTS, ("events", 1))
@@ -165,25 +174,31 @@ class ValidateEvents(beam.DoFn):
 
 
 def item_attributes(item_id_and_rows):
-    """(item_id, [rows]) -> (item_id, (shop, brand, category)), or None when duplicated."""
+    """(item_id, [rows]) -> (item_id, (shop, brand, category)), or None when duplicated, or
+    the reason when the row's strings are not UTF-8."""
     item_id, rows = item_id_and_rows
     rows = list(rows)
     if len(rows) > 1:
         return item_id, None
-    r = rows[0]
+    r, reason = parquet_rows.without_marker(rows[0])
+    if reason:
+        return item_id, reason
     return item_id, (r["shop_id"] or "", r["brand_id"] or "", r["category_id"] or "")
 
 
 def item_problems(item_id_and_rows):
-    """Dead letters for items with a missing id or an id used by several rows."""
+    """Dead letters for items with a missing id, an id used by several rows, or strings that
+    are not UTF-8."""
     item_id, rows = item_id_and_rows
-    rows = list(rows)
+    rows = [parquet_rows.without_marker(r) for r in rows]
     if not item_id:
-        for r in rows:
+        for r, _ in rows:
             yield _dead_letter("item", "missing item_id", r)
     elif len(rows) > 1:
-        for r in rows:
+        for r, _ in rows:
             yield _dead_letter("item", f"item_id duplicated ({len(rows)} rows)", r)
+    elif rows[0][1]:
+        yield _dead_letter("item", rows[0][1], rows[0][0])
 
 
 # --- examples ---------------------------------------------------------------------------------
@@ -292,7 +307,7 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, schema: features.Fe
 
     items_by_id = (
         p
-        | "ReadItems" >> beam.io.ReadFromParquet(
+        | "ReadItems" >> parquet_rows.ReadRows(
             os.path.join(dataset, canonical.ITEMS_FILE),
             columns=["item_id", "shop_id", "brand_id", "category_id"])
         | "KeyItems" >> beam.Map(lambda r: (r["item_id"], r))
@@ -305,7 +320,7 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, schema: features.Fe
 
     checked = (
         p
-        | "ReadEvents" >> beam.io.ReadFromParquet(
+        | "ReadEvents" >> parquet_rows.ReadRows(
             os.path.join(dataset, canonical.EVENTS_FILE), columns=event_cols)
         | "ValidateEvents" >> beam.ParDo(
             ValidateEvents(meta.label_rules, schema.profile_features), items_side)
@@ -416,8 +431,9 @@ def prepare_output(out: str, overwrite: bool) -> None:
 def preflight(dataset: str) -> tuple[canonical.DatasetMeta, tuple[str, ...]]:
     """Checks dataset.json and the Parquet schemas before any work. Returns (meta, profile).
 
-    Row-level problems are left to the job's dead-letter output; a missing column, a column of
-    the wrong type or unusable time windows would make every row bad, so they stop the job.
+    Row-level problems (invalid UTF-8 included) are left to the job's dead-letter output; a
+    file that is not readable Parquet, a missing column, a column of the wrong type or unusable
+    time windows would make every row bad, so they stop the job.
 
     Raises:
       DatasetError: the dataset cannot be processed.
@@ -434,7 +450,11 @@ def preflight(dataset: str) -> tuple[canonical.DatasetMeta, tuple[str, ...]]:
         if not canonical.file_exists(path):
             report.error(name, None, "file is missing")
             continue
-        schemas[name] = canonical.read_parquet_schema(path)
+        try:
+            schemas[name] = canonical.read_parquet_schema(path)
+        except canonical.ParquetReadError as e:
+            report.error(name, None, str(e))
+            continue
         validate.check_schema(name, schemas[name], canonical.TABLES[name], report)
     profile = ()
     if canonical.EVENTS_FILE in schemas:

@@ -63,6 +63,7 @@ from apache_beam.metrics import Metrics, MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
+from beam_jobs import parquet_rows
 from beam_jobs.options import pipeline_options
 from ppm.data import cache, canonical
 from ppm.encoders import contract
@@ -337,8 +338,10 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
 
     Raises:
       FileNotFoundError: an encoder path is not an exported encoder, or no items.parquet.
+      canonical.ParquetReadError: items.parquet is not readable Parquet (empty, truncated).
       ValueError: the encoders' modalities or dimensions are wrong, or items.parquet repeats
-        item ids.
+        item ids, or its ``item_id`` or ``title`` holds strings that are not UTF-8 (named
+        with their rows).
       FileExistsError: ``--out`` holds a cache and ``--overwrite`` is not given.
     """
     args, beam_args = parse_args(argv)
@@ -356,6 +359,10 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     items_path = os.path.join(args.dataset, canonical.ITEMS_FILE)
     if not canonical.file_exists(items_path):
         raise FileNotFoundError(f"{items_path}: missing")
+    # Every item needs a record, so rows with undecodable strings cannot be left out: refuse
+    # them here, named, rather than die in Beam's Parquet reader with a bare UnicodeDecodeError.
+    parquet_rows.check_utf8(items_path,
+                            ["item_id"] + (["title"] if "text" in modalities else []))
     prepare_output(args.out, args.overwrite)
 
     if test_pipeline is not None:

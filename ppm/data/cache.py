@@ -54,6 +54,10 @@ class CacheMismatchError(ValueError):
     """The cache is not the one the caller expects, or is internally inconsistent."""
 
 
+class CacheReadError(CacheMismatchError):
+    """A cache shard cannot be read (truncated or corrupted); the message names the shard."""
+
+
 def check_modalities(modalities, where: str = "modalities") -> tuple[str, ...]:
     """``modalities`` as a tuple in :data:`MODALITIES` order.
 
@@ -234,6 +238,22 @@ class EmbeddingCache:
         return {item_id: row for row, item_id in enumerate(self.ids.tolist())}
 
 
+def _failing_shard(files, dim: int, mods, error: tf.errors.OpError):
+    """``(shard, its error)``: the first of ``files`` that fails to read alone.
+
+    TensorFlow's message for a truncated or corrupt record (``DataLossError``) does not name
+    the file, so each shard is re-read on its own. Falls back to the folder and ``error``.
+    """
+    for file in files:
+        try:
+            for _ in (tf.data.TFRecordDataset(file).batch(_READ_BATCH)
+                      .map(lambda s: tf.io.parse_example(s, feature_spec(dim, mods)))):
+                pass
+        except tf.errors.OpError as e:
+            return file, e
+    return os.path.dirname(files[0]), error
+
+
 def load_cache(path: str, expected_dim: int | None = None,
                expected_manifest: dict | None = None) -> EmbeddingCache:
     """Loads a cache written by ``beam_jobs.embed_items``.
@@ -249,7 +269,10 @@ def load_cache(path: str, expected_dim: int | None = None,
     Raises:
       FileNotFoundError: no manifest.
       CacheMismatchError: the dimension or encoders differ from the expected ones, or the
-        records disagree with the manifest (count, vector length) or repeat an item id.
+        records disagree with the manifest (count, vector length) or repeat an item id (the
+        message names the shard where a record is wrong).
+      CacheReadError: a shard is truncated or corrupted (a CacheMismatchError; the message
+        names the shard).
     """
     manifest = read_manifest(path)
     check_manifest(manifest, expected_dim, expected_manifest)
@@ -266,10 +289,16 @@ def load_cache(path: str, expected_dim: int | None = None,
             for batch in ds:
                 for k, v in batch.items():
                     parts[k].append(v.numpy())
-        except tf.errors.InvalidArgumentError as e:
-            raise CacheMismatchError(
-                f"{path}: records do not match the manifest's dim {dim} (a shard from another "
-                f"cache?): {e.message.splitlines()[0]}") from e
+        except tf.errors.OpError as e:
+            shard, error = _failing_shard(files, dim, mods, e)
+            if isinstance(error, tf.errors.InvalidArgumentError):
+                raise CacheMismatchError(
+                    f"{shard}: records do not match the manifest's dim {dim} (a shard from "
+                    f"another cache?): {error.message.splitlines()[0]}") from e
+            raise CacheReadError(
+                f"{shard}: cannot read this embedding cache shard ({type(error).__name__}: "
+                f"{error.message.splitlines()[0]}): it is truncated or corrupted; rebuild the "
+                "cache with `python -m beam_jobs.embed_items --overwrite`") from e
     n = sum(len(p) for p in parts["item_id"])
     if n != expected_count:
         raise CacheMismatchError(f"{path}: {n} records in {len(files)} shards but the manifest "

@@ -226,28 +226,70 @@ def write_json(path: str, obj) -> None:
         f.write((json.dumps(obj, indent=2) + "\n").encode())
 
 
+class ParquetReadError(OSError):
+    """A file that cannot be read as Parquet (empty, truncated, not Parquet); names the file.
+
+    An ``OSError``, as pyarrow's own I/O errors are, so callers that caught those still do.
+    """
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"not a readable Parquet file: {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _reason(e: Exception, path: str) -> str:
+    """pyarrow's message, without the path it may repeat (ParquetReadError names it)."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text.replace(f"Could not open Parquet input source '{path}': ", "")
+
+
 def read_parquet(path: str, columns=None):
     """Reads a Parquet table from a local path, or from a remote one through Beam's filesystems.
 
     Remote files are read serially from a Python file object: Arrow's threaded reads from such
     objects can abort the interpreter at exit (apache/arrow#34314).
+
+    Raises:
+      FileNotFoundError: no such file.
+      ParquetReadError: the file is not readable Parquet (the message names it).
+      ValueError: some of ``columns`` are not in the file (the message names them and the file).
     """
     import pyarrow.parquet as pq
 
-    if not is_remote(path):
-        return pq.read_table(path, columns=columns)
-    with open_file(path) as f:
-        return pq.read_table(f, columns=columns, pre_buffer=False, use_threads=False)
+    try:
+        if not is_remote(path):
+            return pq.read_table(path, columns=columns)
+        with open_file(path) as f:
+            return pq.read_table(f, columns=columns, pre_buffer=False, use_threads=False)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        if columns is not None:  # a missing column reads as ArrowInvalid too: say which
+            missing = [c for c in columns if c not in read_parquet_schema(path).names]
+            if missing:
+                raise ValueError(f"{path}: no columns {missing}") from e
+        raise ParquetReadError(path, _reason(e, path)) from e
 
 
 def read_parquet_schema(path: str):
-    """The Arrow schema of a Parquet file (local or remote)."""
+    """The Arrow schema of a Parquet file (local or remote).
+
+    Raises:
+      FileNotFoundError: no such file.
+      ParquetReadError: the file is not readable Parquet (the message names it).
+    """
     import pyarrow.parquet as pq
 
-    if not is_remote(path):
-        return pq.read_schema(path)
-    with open_file(path) as f:
-        return pq.read_schema(f)
+    try:
+        if not is_remote(path):
+            return pq.read_schema(path)
+        with open_file(path) as f:
+            return pq.read_schema(f)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        raise ParquetReadError(path, _reason(e, path)) from e
 
 
 def read_meta(dataset_dir: str) -> DatasetMeta:

@@ -225,7 +225,7 @@ def _read_table(dataset_dir: str, file: str, report: Report) -> _Table | None:
     try:
         data = canonical.read_parquet(path)
     except (pa.ArrowException, OSError) as e:
-        report.error(file, None, f"not a readable Parquet file: {e}")
+        report.error(file, None, str(e))  # ParquetReadError names the file
         return None
     # Dictionary-encoded columns (pandas categories) are checked as their values.
     for i, field in enumerate(data.schema):
