@@ -18,11 +18,23 @@ version is loaded. The server and the clients share this machine's cores. Last, 
 the signature's latency for (a) and (b) at the ``demo`` and ``paper`` dimensions (random
 weights), with and without XLA, and the time of the ID and PPM sequence modules alone.
 
+Rows-per-request sweep (:func:`rows_sweep`): (a)'s warm-up request tiled to 100 ... 20,000 rows
+(``--sweep_rows``), sent through gRPC to a fresh server (``--max_rows_per_request`` raised to
+the largest size), ``--sweep_repeats`` timed calls per size after one untimed call; reported
+per size: median latency, ms per row, and the server's RSS (``/proc/PID/status`` VmRSS) before
+the size's first call and after its last. TF Serving's batching (``serving_config/
+batching.config``) merges up to 2,048 rows, so these sizes are real.
+
 Run (after ``make demo``; trains ``urm_wo_ppm`` with the demo preset if it is missing)::
 
     .venv/bin/python benchmarks/serving_latency.py --run_root runs/demo
 
-Writes ``benchmarks/results/serving_latency.json``.
+Only the sweep, on any exported model's base path (no run folder needed)::
+
+    .venv/bin/python benchmarks/serving_latency.py --sweep_only saved_models/urm
+
+Writes ``benchmarks/results/serving_latency.json`` (``serving_rows_sweep.json`` with
+``--sweep_only``).
 """
 
 from __future__ import annotations
@@ -52,6 +64,11 @@ def rss_mb(pid: int) -> float:
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) / 1024
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def dir_mb(path: str) -> float:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
                for f in fs) / 2**20
@@ -60,7 +77,8 @@ def dir_mb(path: str) -> float:
 class ServerProcess:
     """``python -m ppm.serving.server`` serving one model folder (or nothing), on a free port."""
 
-    def __init__(self, name: str, base_path: str, workdir: str, workers: int):
+    def __init__(self, name: str, base_path: str, workdir: str, workers: int,
+                 extra_args=(), ready: bool = True):
         config = os.path.join(workdir, f"{name}.config")
         with open(config, "w") as f:
             f.write(f'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" '
@@ -68,11 +86,19 @@ class ServerProcess:
         self.log = open(os.path.join(workdir, f"{name}.log"), "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ppm.serving.server", "--model_config_file", config,
-             "--port", "0", "--host", "127.0.0.1", "--file_system_poll_wait_seconds", "0",
-             "--max_workers", str(workers), "--max_concurrent_rpcs", "256"],
+             "--port", "0", "--host", "127.0.0.1", "--file_system_poll_wait_seconds",
+             "0" if ready else "1", "--max_workers", str(workers),
+             "--max_concurrent_rpcs", "256", *extra_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO)
         from ppm.serving import server
 
+        if not ready:  # no version: the server waits for one (as TF Serving) and never serves
+            while "No versions of servable" not in _read(self.log.name):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server {name} exited; see {self.log.name}")
+                time.sleep(0.2)
+            self.target = None
+            return
         line = ""
         while server.READY_LINE not in line:
             line = self.proc.stdout.readline()
@@ -88,6 +114,67 @@ class ServerProcess:
         self.proc.terminate()
         self.proc.wait(timeout=60)
         self.log.close()
+
+
+def warmup_request(version_dir: str):
+    """The first warm-up PredictRequest of an exported version."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from ppm.serving import servables
+
+    path = os.path.join(version_dir, servables.WARMUP_PATH)
+    raw = next(iter(tf.data.TFRecordDataset(path))).numpy()
+    return prediction_log_pb2.PredictionLog.FromString(raw).predict_log.request
+
+
+def tiled_request(request, rows: int):
+    """``request`` with every input's rows repeated to ``rows`` (first dimension)."""
+    import tensorflow as tf
+
+    from ppm.serving import client
+
+    feats = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    feats = {k: np.resize(v, (rows, *v.shape[1:])) for k, v in feats.items()}
+    return client.predict_request(request.model_spec.name, feats)
+
+
+def rows_sweep(base_path: str, name: str, workdir: str, sizes, repeats: int,
+               workers: int, server_args=()) -> dict:
+    """Per-row cost and server RSS over request sizes, through gRPC (see the module doc)."""
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from ppm.serving import client, servables
+
+    version = max(servables.available_versions(base_path))
+    base = warmup_request(os.path.join(base_path, str(version)))
+    base.model_spec.name = f"{name}_sweep"  # the sweep server's model name
+    proc = ServerProcess(f"{name}_sweep", base_path, workdir, workers,
+                         ["--max_rows_per_request", str(max(sizes)), *server_args])
+    rows = []
+    try:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(client.channel(proc.target))
+        start_mb = proc.rss()
+        for n in sizes:
+            request = tiled_request(base, n)
+            before = proc.rss()
+            stub.Predict(request, timeout=600)  # first call at this size, untimed
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                stub.Predict(request, timeout=600)
+                times.append(time.perf_counter() - t)
+            ms = float(np.median(times)) * 1000
+            rows.append({"rows": n, "request_mb": round(request.ByteSize() / 2**20, 2),
+                         "median_ms": round(ms, 2), "ms_per_row": round(ms / n, 4),
+                         "rss_before_mb": round(before, 1),
+                         "rss_after_mb": round(proc.rss(), 1)})
+            logging.info("sweep %s", rows[-1])
+    finally:
+        proc.stop()
+    return {"model": name, "version": version, "repeats": repeats, "workers": workers,
+            "server_args": list(server_args),
+            "server_rss_at_start_mb": round(start_mb, 1), "sizes": rows}
 
 
 def percentiles(seconds) -> dict:
@@ -244,11 +331,36 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=16, help="Server request threads.")
     parser.add_argument("--in_process_presets", default="demo,paper",
                         help="Presets of the in-process breakdown ('' to skip).")
-    parser.add_argument("--out", default=common.result_path("serving_latency"))
+    parser.add_argument("--sweep_rows", default="100,500,2000,4000,8000,20000",
+                        help="Rows per request of the sweep ('' to skip).")
+    parser.add_argument("--sweep_repeats", type=int, default=5,
+                        help="Timed calls per sweep size.")
+    parser.add_argument("--sweep_trim_memory_above_rows", type=int, default=None,
+                        help="The sweep server's --trim_memory_above_rows (0: never trim; "
+                             "default: the server's).")
+    parser.add_argument("--sweep_only", metavar="BASE_PATH",
+                        help="Only the rows sweep, on this exported model's base path.")
+    parser.add_argument("--out", default=None, help="Result JSON (default: "
+                        "benchmarks/results/serving_latency.json or serving_rows_sweep.json).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import grpc
     import tensorflow as tf
+
+    sizes = [int(n) for n in args.sweep_rows.split(",") if n]
+    trim = () if args.sweep_trim_memory_above_rows is None else (
+        "--trim_memory_above_rows", str(args.sweep_trim_memory_above_rows))
+    if args.sweep_only:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as workdir:
+            sweep = rows_sweep(args.sweep_only, "urm", workdir, sizes, args.sweep_repeats,
+                               args.workers, trim)
+        result = {"machine": common.machine(tensorflow=tf.__version__, grpc=grpc.__version__),
+                  "rows_sweep": sweep}
+        common.write_result(args.out or common.result_path("serving_rows_sweep"), result)
+        common.print_result(result)
+        return 0
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from ppm.serving import client, requests
@@ -263,7 +375,7 @@ def main(argv=None) -> int:
         os.path.join(args.run_root, "dataset", "items.parquet"), args.candidates, args.history)
 
     baseline = ServerProcess("empty", os.path.join(workdir, "no_such_model"), workdir,
-                             args.workers)
+                             args.workers, ready=False)
     memory = {"server_without_model_mb": round(baseline.rss(), 1)}
     baseline.stop()
     servers, stubs, request_of, build = {}, {}, {}, {}
@@ -298,6 +410,8 @@ def main(argv=None) -> int:
     finally:
         for s in servers.values():
             s.stop()
+    sweep = rows_sweep(os.path.dirname(folders["urm"]), "urm", workdir, sizes,
+                       args.sweep_repeats, args.workers, trim) if sizes else None
     breakdown = in_process(args.run_root, [p for p in args.in_process_presets.split(",") if p],
                            ranking, n=30)
     a, b, c = (latency[m] for m in MODELS)
@@ -315,9 +429,10 @@ def main(argv=None) -> int:
         "uncached_max_abs_diff_p_click": same,
         "throughput": load,
         "memory": memory,
+        "rows_sweep": sweep,
         "in_process_ms": breakdown,
     }
-    common.write_result(args.out, result)
+    common.write_result(args.out or common.result_path("serving_latency"), result)
     common.print_result(result)
     return 0
 
