@@ -22,7 +22,9 @@ def _run(code: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=REPO)
 
 
-@pytest.mark.parametrize("module", ["beam_jobs.embed_items", "beam_jobs.build_examples"])
+@pytest.mark.parametrize("module", [
+    "beam_jobs.embed_items",
+    pytest.param("beam_jobs.build_examples", marks=pytest.mark.slow)])  # imports no TF Hub
 def test_importing_a_beam_job_gives_no_keras_warning_and_keras2(module):
     proc = _run(f"import {module}\nimport tensorflow as tf\nimport tf_keras\n"
                 "assert tf.keras.layers.Dense is tf_keras.layers.Dense, tf.keras\nprint('OK')")
@@ -36,6 +38,7 @@ def test_tf_keras_truly_resolved_to_keras3_first_still_warns():
     assert f"{WARNING} to keras._tf_keras.keras" in proc.stderr
 
 
+@pytest.mark.slow  # a fresh TensorFlow import per case: ~40 s each on CI
 def test_unresolved_or_keras2_tf_keras_is_quiet():
     proc = _run("import tensorflow as tf\nimport ppm\ntf.keras.layers\nimport ppm.layers")
     assert proc.returncode == 0, proc.stderr[-3000:]
