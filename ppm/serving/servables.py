@@ -232,7 +232,8 @@ def _check_deadline(time_remaining, when: str) -> None:
     left = time_remaining() if time_remaining is not None else None
     if left is not None and left <= 0:
         raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                           f"Deadline exceeded {when}: the request's work was stopped")
+                           f"Deadline exceeded {when} (or the client cancelled): the "
+                           "request's work was stopped")
 
 
 def op_error_message(message: str) -> str:

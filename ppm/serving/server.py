@@ -84,6 +84,14 @@ def give_back_memory() -> bool:
     return True
 
 
+def time_left(context) -> float | None:
+    """Seconds before the request's deadline (None: no deadline); 0 once the client is gone
+    (its deadline passed on its side first, or it cancelled)."""
+    if not context.is_active():
+        return 0.0
+    return context.time_remaining()
+
+
 def _rows(inputs) -> int:
     return max((p.tensor_shape.dim[0].size for p in inputs.values() if p.tensor_shape.dim),
                default=0)
@@ -112,7 +120,7 @@ def _servicers(manager, max_rows: int, trim_above_rows: int):
                 outputs = servable.predict(request.model_spec.signature_name,
                                            dict(request.inputs), request.output_filter,
                                            max_rows=max_rows,
-                                           time_remaining=context.time_remaining)
+                                           time_remaining=lambda: time_left(context))
             except servables.ServingError as e:
                 if e.code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     stats["deadline_exceeded"] += 1

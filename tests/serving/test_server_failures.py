@@ -223,12 +223,12 @@ def test_request_past_its_deadline_is_not_run(limited, request_features, monkeyp
     inputs = {k: v[:8] for k, v in inputs.items()}
     servable = limited.manager.resolve(client.predict_request("urm", {}).model_spec)
     signature = servable.signatures["serving_default"]
-    entered, release, calls, first = threading.Event(), threading.Event(), [], [True]
+    entered, release, calls, first = threading.Event(), threading.Event(), [], []
     checked = tensors.declared_size
 
     def slow(*args, **kwargs):  # the first request's checks outlast its deadline
-        if first:
-            first.clear()
+        if not first:
+            first.append(time.monotonic())  # the server got the request before this
             entered.set()
             release.wait(60)
         return checked(*args, **kwargs)
@@ -244,6 +244,8 @@ def test_request_past_its_deadline_is_not_run(limited, request_features, monkeyp
             with pytest.raises(grpc.RpcError) as e:
                 c.prediction.Predict(client.predict_request("urm", inputs), timeout=1.0)
             assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and entered.is_set()
+            # The server's deadline (its arrival + 1 s) has passed too, however late it came.
+            _wait(lambda: time.monotonic() > first[0] + 1.1)
             release.set()
             _wait(lambda: limited.stats["deadline_exceeded"] == 1)
             assert calls == []
