@@ -5,7 +5,7 @@ tensorflow-recommenders and tf-models-official are written against Keras 2. It d
 ``TF_USE_LEGACY_KERAS=1`` before TensorFlow resolves ``tf.keras``. The modality encoders
 (``ppm.encoders``) import ``keras`` (Keras 3) and ``keras_hub`` directly and are unaffected: the
 two worlds meet only through files (encoder SavedModels and the embedding cache). See
-ARCHITECTURE.md, "Two Keras worlds, one boundary".
+docs/architecture.md, "Two Keras worlds, one boundary".
 
 Import ``ppm`` before anything uses ``tf.keras`` (importing TensorFlow first is fine: its
 ``tf.keras`` resolves lazily). If ``tf.keras`` was already resolved to Keras 3, ranking code

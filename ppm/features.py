@@ -3,8 +3,8 @@
 The Beam example writer (`beam_jobs.build_examples`), the tf.data parser
 (`ppm.data.pipeline`), the models' inputs and the serving signature are all derived from
 :class:`FeatureSchema`. One example is one displayed candidate (one row of `events.parquet`),
-with the user's behaviour history strictly before the event (ARCHITECTURE.md, "Training
-examples").
+with the user's behaviour history strictly before the event (docs/data.md, "Training
+examples (Beam)").
 
 History features are stored unpadded in the TFRecords (most recent first, at most
 ``max_history`` long) and padded to ``max_history`` by the parser: ``""`` for string ids and

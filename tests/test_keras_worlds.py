@@ -1,4 +1,4 @@
-"""ppm selects Keras 2 for ranking code while keras-hub keeps Keras 3 (ARCHITECTURE.md)."""
+"""ppm selects Keras 2 for ranking code while keras-hub keeps Keras 3 (docs/architecture.md)."""
 
 import os
 import subprocess

@@ -214,7 +214,9 @@ def test_latest_checkpoint_errors(tmp_path):
         checkpoints.latest(str(tmp_path))
 
 
-@pytest.mark.parametrize("trainer", [{"mixed_precision": True}, {"jit_compile": True}],
+# XLA compiles the same step function: slow on CPU, run by `make test-all`.
+@pytest.mark.parametrize("trainer", [{"mixed_precision": True},
+                                     pytest.param({"jit_compile": True}, marks=pytest.mark.slow)],
                          ids=["mixed_float16", "xla"])
 def test_mixed_precision_and_xla_train_and_evaluate(trainer, ppm_run, tiny_world,
                                                     tiny_examples, tiny_cache, tmp_path):

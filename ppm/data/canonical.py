@@ -1,6 +1,6 @@
 """The canonical dataset: the contract between data sources and the pipeline.
 
-A dataset is a folder (ARCHITECTURE.md, "The canonical dataset")::
+A dataset is a folder (docs/data.md, "The canonical dataset")::
 
     dataset.json      name, schema version, source, time windows, label rules, counts, licence
     items.parquet     one row per item

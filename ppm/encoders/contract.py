@@ -2,7 +2,7 @@
 
 Encoders are Keras 3 (``ppm.encoders.text`` / ``image``), their readers (``beam_jobs.embed_items``,
 benchmarks, the embedding cache) are plain TensorFlow: the two meet only through this folder
-layout (ARCHITECTURE.md, "Two Keras worlds, one boundary")::
+layout (docs/architecture.md, "Two Keras worlds, one boundary")::
 
     <encoder dir>/
       saved_model.pb, variables/, fingerprint.pb   a TF SavedModel
