@@ -32,8 +32,10 @@ Writes into ``--out``:
   computed by the pipeline itself (``_counts.json``), not read from runner metrics.
 
 Histories hold only clicks strictly before the event's time (PPM §3.1.2: the user's previous
-clicked items), most recent first, at most ``--max_history``. ``item_freq`` is the number of
-``train_large`` events whose target is the item (the cold-start buckets of PPM §4.5).
+clicked items), most recent first, at most ``--max_history``; ``hist_session`` numbers their
+sessions from the clicks' timestamps (DSIN §4.1: a gap over 30 minutes starts a new one; 0 is
+the most recent session). ``item_freq`` is the number of ``train_large`` events whose target is
+the item (the cold-start buckets of PPM §4.5).
 
 Before running, dataset.json and the Parquet schemas are checked (a missing or mistyped column
 would make every row bad; an empty, truncated or non-Parquet file is named). The job fails,
@@ -241,6 +243,7 @@ def user_examples(events: Iterable[dict], items: dict, item_freq: dict,
             "hist_category_id": [hist_attrs[i][2] for i in idx],
             "hist_position": [clicks[i]["position"] for i in idx],
             "hist_recency": [int(features.recency_bucket(e["ts"] - click_ts[i])) for i in idx],
+            "hist_session": features.session_ids([click_ts[i] for i in idx]),
             "hist_len": len(idx),
             "click": e["click"], "order": e["order"], "cart": e["cart"],
             "request_id": e["request_id"], "user_id": e["user_id"], "ts": e["ts"],

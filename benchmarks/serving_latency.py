@@ -293,7 +293,7 @@ def ensure_wo_ppm(run_root: str, preset: str) -> str:
 
         logging.info("Training urm_wo_ppm (%s preset) in %s", preset, run)
         train.main(["--experiment", "urm_wo_ppm", "--preset", preset, "--run_root", run_root,
-                    "--skip_prepare", "--no_eval", "--model_dir", run])
+                    "--no_eval", "--model_dir", run])
     return run
 
 

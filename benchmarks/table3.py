@@ -86,8 +86,8 @@ def run(args) -> dict:
                 c.override({"trainer": {"train_steps": passes_steps(
                     paths["examples"], window, c.data.global_batch_size,
                     c.trainer.checkpoint_interval, args.passes)}})
-            if c.model.name == "urm" and c.model.ppm_init != "random":
-                c.override({"model": {"ppm_checkpoint": ppm_dir}})
+            if c.model.plugin.kind and c.model.plugin.init != "random":
+                c.override({"model": {"plugin": {"checkpoint": ppm_dir}}})
             c.validate()
             model_dir = os.path.join(out, f"{experiment}_{window}")
             summary = train.train(c, model_dir, verbose=args.verbose)

@@ -205,11 +205,12 @@ def prepare_resume(folder: str) -> tuple[str | None, list]:
     return found.newest, found.damaged
 
 
-def load_ppm_module(model, path: str) -> str:
-    """Restores ``model.ppm`` from a ``ppm_pretrain`` run (PPM §3.2.2: the plug-in).
+def load_ppm_module(module, path: str) -> str:
+    """Restores a PPM module from a ``ppm_pretrain`` run (PPM §3.2.2: the plug-in).
 
-    Every variable of the PPM module must be found in the checkpoint; the PPM model's CTR head
-    and optimizer slots are ignored.
+    ``module`` is the plug-in module of any ranking model (a built ``SequenceModule``); it is
+    matched to the run's ``model/ppm`` object. Every variable of the module must be found in
+    the checkpoint; the PPM model's CTR head and optimizer slots are ignored.
 
     Returns:
       The checkpoint read.
@@ -220,9 +221,9 @@ def load_ppm_module(model, path: str) -> str:
         architecture).
     """
     ckpt = latest(path)
-    if model.ppm is None:
+    if module is None:
         raise ValueError("the model has no PPM module to load")
-    status = tf.train.Checkpoint(model=tf.train.Checkpoint(ppm=model.ppm)).restore(ckpt)
+    status = tf.train.Checkpoint(model=tf.train.Checkpoint(ppm=module)).restore(ckpt)
     status.expect_partial().assert_existing_objects_matched()
     logger.info("Loaded the PPM module from %s", ckpt)
     return ckpt

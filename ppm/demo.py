@@ -13,8 +13,9 @@ was made from the same inputs is skipped (``--rebuild`` redoes everything):
 5. the same for the image encoder (small ResNet, entity prediction);
 6. ``python -m beam_jobs.embed_items``: cache the title and image embeddings of every item,
    then print a summary: counts per window, CTR, share of test events on cold items, encoders;
-7. ``python -m ppm.train``: pre-train PPM on the pretrain window;
-8. train URM (PPM fine-tuned) on train_large;
+7. ``python -m ppm.train --experiment ppm_pretrain``: pre-train PPM on the pretrain window;
+8. ``python -m ppm.train --experiment urm``: train URM (the PPM plug-in fine-tuned) on
+   train_large;
 9. evaluate it on the test day and print the metrics;
 10. ``python -m ppm.export``: export it to ``saved_models/urm/<version>``;
 11. serve it with the local TF Serving gRPC server and rank one request through the client.
@@ -63,6 +64,7 @@ def summary(dataset_dir: str, examples_dir: str) -> str:
 
 DEMO_TASKS = {"text": "qm", "image": "ep"}
 PREPARE_STAGES = ("world", "validate", "examples", "text_encoder", "image_encoder", "cache")
+TRAIN_STAGES = ("pretrain", "train", "evaluate")
 SERVE_STAGES = ("export", "serve")
 LOG_FILE = "demo.log"
 
@@ -274,10 +276,7 @@ def stage_keys(args) -> list[str]:
     """The demo's stages, in order (one ``[i/N]`` counter, :mod:`ppm.console`)."""
     keys = list(PREPARE_STAGES)
     if not args.skip_training:
-        from ppm import configs, train  # noqa: PLC0415 - heavy
-
-        keys += train.stage_keys(configs.resolve("urm", args.preset, validate=False),
-                                 prepare=False, no_eval=False)
+        keys += TRAIN_STAGES
         if not args.skip_serving:
             keys += SERVE_STAGES
     return keys
@@ -343,15 +342,31 @@ def _run(args) -> int:
     print(encoder_summary(paths["encoders"], paths["embeddings"]))
     if args.skip_training:
         return 0
-    from ppm import train  # noqa: PLC0415 - heavy
-
-    rc = train.main(["--experiment", "urm", "--preset", args.preset, "--run_root",
-                     args.run_dir, "--skip_prepare"])
-    if rc or args.skip_serving:
-        return rc
-    serve(args.run_dir, os.path.join(args.run_dir, "train", f"{args.preset}_urm"),
-          args.saved_models)
+    urm_run = train_urm(args.run_dir, args.preset)
+    if args.skip_serving:
+        return 0
+    serve(args.run_dir, urm_run, args.saved_models)
     return 0
+
+
+def train_urm(run_dir: str, preset: str) -> str:
+    """Stages 7-9: pre-trains PPM, trains URM with it fine-tuned, evaluates; returns the URM
+    run folder. Finished runs are kept (a rerun resumes or skips them)."""
+    from ppm import configs, train  # noqa: PLC0415 - heavy
+
+    root = os.path.join(run_dir, "train")
+    ppm = configs.resolve("ppm_pretrain", preset, validate=False)
+    ppm.override({"data": configs.data_paths(run_dir)})
+    ppm_run = os.path.join(root, f"{preset}_ppm_pretrain")
+    console.stage("pretrain", "Pre-training PPM (ID-free, %s window) in %s",
+                  ppm.data.train_window, ppm_run)
+    train.train(ppm, ppm_run)
+    urm = configs.resolve("urm", preset, validate=False)
+    urm.override({"data": configs.data_paths(run_dir),
+                  "model": {"plugin": {"checkpoint": ppm_run}}})
+    urm_run = os.path.join(root, f"{preset}_urm")
+    train.train_and_evaluate(urm, urm_run)
+    return urm_run
 
 
 if __name__ == "__main__":

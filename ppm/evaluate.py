@@ -168,7 +168,7 @@ def evaluate_run(run_dir: str, split: str | None = None, progress: bool = True) 
     if dataset and os.path.exists(os.path.join(dataset, canonical.DATASET_FILE)):
         meta = canonical.read_meta(dataset)
     result = {"run": run_dir, "split": split, "examples": len(scored["request_id"]),
-              "model": config.model.name, "ppm_init": config.model.ppm_init,
+              "model": config.model.type, "plugin": config.model.plugin.describe(),
               "checkpoint": checkpoints.latest(run_dir), "tasks": {}, "oracle": None,
               "positions": meta.positions if meta is not None else None,
               "at_serving_position": {"position": DEFAULT_POSITION, "tasks": {}}}
@@ -201,7 +201,8 @@ def format_table(result: dict) -> str:
     """A plain-text table of a :func:`evaluate_run` result: per task the model at the logged
     positions, at the serving position and the position-only baseline."""
     positions = result.get("positions")
-    lines = [f"{result['model']} ({result['ppm_init']}) on {result['split']}: "
+    plugin = result.get("plugin") or result.get("ppm_init", "none")  # older metrics files
+    lines = [f"{result['model']} (plug-in {plugin}) on {result['split']}: "
              f"{result['examples']:,} examples"
              + (f"; positions: {positions}" if positions else ""),
              f"  {'task':<7}{'scores':<18}{'AUC':>8}{'GAUC':>8}{'P@2':>8}{'logloss':>9}"

@@ -21,6 +21,7 @@ only ids, and unknown ids use the reserved rows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -49,6 +50,16 @@ def input_signature(schema: features.FeatureSchema) -> dict:
         dtype = tf.string if f.dtype == features.STRING else tf.int64
         specs[name] = tf.TensorSpec([None, None] if f.sequence else [None], dtype, name=name)
     return specs
+
+
+def serving_schema(model, schema: features.FeatureSchema) -> features.FeatureSchema:
+    """The schema of what ``model`` reads: the serving signature of a model asks for no
+    feature it ignores. ``hist_session`` (DSIN's sessions) is an input only of models whose
+    ``extra_inputs`` name it, so URM and the other models export the signature they always
+    had, whatever examples they were trained on."""
+    if schema.sessions and features.HIST_SESSION not in getattr(model, "extra_inputs", ()):
+        return dataclasses.replace(schema, sessions=False)
+    return schema
 
 
 class ServingModule(tf.Module):
@@ -170,7 +181,8 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
     if tf.io.gfile.exists(final):
         raise FileExistsError(f"{final} exists: choose another --version")
     tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
-    module = ServingModule(model, inputs.schema)
+    schema = serving_schema(model, inputs.schema)
+    module = ServingModule(model, schema)
     try:
         tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.serve})
         files = pipeline.list_files(os.path.join(config.data.examples, warmup_split))
@@ -179,11 +191,11 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
         tf.io.gfile.makedirs(extra)
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as w:
             for log in warmup_requests(name, {k: v.numpy() for k, v in batch.items()},
-                                       inputs.schema, count=len(batch["item_id"])):
+                                       schema, count=len(batch["item_id"])):
                 w.write(log.SerializeToString())
         info = {"run": os.path.abspath(run_dir), "checkpoint": checkpoints.latest(run_dir),
                 "checkpoint_digest": checkpoint_digest(run_dir),
-                "model": config.model.name, "name": name, "version": version,
+                "model": config.model.type, "name": name, "version": version,
                 "cache_coverage": inputs.coverage}
         with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
@@ -191,7 +203,7 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
     finally:
         if tf.io.gfile.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("Exported %s (%s) to %s", run_dir, config.model.name, final)
+    logger.info("Exported %s (%s) to %s", run_dir, config.model.type, final)
     return final
 
 

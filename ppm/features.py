@@ -14,6 +14,11 @@ mask (PPM §3.1.2).
 User profile features (the paper's ``D``, PPM §3.2.3) depend on the data source: they are the
 ``user_*`` columns of `events.parquet`, recorded in the schema that the Beam job writes beside
 the examples (`schema.json`), so a reader never guesses them.
+
+``hist_session`` numbers the history's sessions (DSIN §4.1, Feng et al. 2019, arXiv:1905.06482):
+0 for the most recent session, counting up into the past (:func:`session_ids`). Examples
+written before it existed have a ``schema.json`` without it; such a schema loads with
+``sessions=False``, i.e. exactly the features (and serving inputs) it was written with.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ RECENCY_BUCKET_EDGES_S = (
     60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
     90 * 86400)
 NUM_RECENCY_BUCKETS = len(RECENCY_BUCKET_EDGES_S) + 1
+
+# DSIN §4.1: behaviours more than 30 minutes apart belong to different sessions.
+SESSION_GAP_S = 1800
+HIST_SESSION = "hist_session"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +94,47 @@ def recency_bucket(age_seconds):
                            side="right").astype(np.int64)
 
 
-def _base_features() -> tuple[Feature, ...]:
+def session_ids(timestamps_most_recent_first: Sequence[int],
+                gap_seconds: int = SESSION_GAP_S) -> list[int]:
+    """Session index of each behaviour of a history (DSIN §4.1).
+
+    A new session starts where two consecutive behaviours are more than ``gap_seconds``
+    apart (a gap of exactly ``gap_seconds`` stays in the session). Index 0 is the most recent
+    session, counting up into the past. The gap between the event itself and its most recent
+    behaviour plays no part: the history's first behaviour is always in session 0.
+
+    Args:
+      timestamps_most_recent_first: unix seconds, non-increasing.
+      gap_seconds: the longest gap inside one session (DSIN: 30 minutes).
+
+    Returns:
+      One non-decreasing session index per timestamp (``[]`` for an empty history).
+
+    Raises:
+      ValueError: ``gap_seconds`` < 0, or the timestamps are not most recent first.
+    """
+    if gap_seconds < 0:
+        raise ValueError(f"gap_seconds must be >= 0, got {gap_seconds}")
+    ids, session = [], 0
+    for k, ts in enumerate(timestamps_most_recent_first):
+        if k:
+            gap = timestamps_most_recent_first[k - 1] - ts
+            if gap < 0:
+                raise ValueError(f"timestamps must be most recent first; {ts} at index {k} "
+                                 f"is later than {timestamps_most_recent_first[k - 1]}")
+            session += int(gap > gap_seconds)
+        ids.append(session)
+    return ids
+
+
+def _base_features(sessions: bool = True) -> tuple[Feature, ...]:
     feats = [Feature(name, STRING, TARGET) for name in ID_FIELDS]
     feats.append(Feature("position", INT64, CONTEXT))
     feats += [Feature(f"hist_{name}", STRING, HISTORY, sequence=True) for name in ID_FIELDS]
     feats.append(Feature("hist_position", INT64, HISTORY, sequence=True))
     feats.append(Feature("hist_recency", INT64, HISTORY, sequence=True))
+    if sessions:
+        feats.append(Feature(HIST_SESSION, INT64, HISTORY, sequence=True))
     feats.append(Feature("hist_len", INT64, HISTORY))
     feats += [Feature(name, INT64, LABEL) for name in LABELS]
     feats += [
@@ -112,10 +156,13 @@ class FeatureSchema:
     Attributes:
       max_history: maximum number of history items per example (PPM uses the latest 50).
       profile_features: names of the user profile features (``user_*`` string columns).
+      sessions: whether the examples carry ``hist_session`` (DSIN §4.1). False only for
+        examples written before it existed (:meth:`from_dict` reads it off their feature list).
     """
 
     max_history: int = DEFAULT_MAX_HISTORY
     profile_features: tuple[str, ...] = ()
+    sessions: bool = True
 
     def __post_init__(self):
         if self.max_history < 1:
@@ -129,7 +176,7 @@ class FeatureSchema:
 
     @functools.cached_property
     def features(self) -> tuple[Feature, ...]:
-        return _base_features() + tuple(
+        return _base_features(self.sessions) + tuple(
             Feature(name, STRING, PROFILE) for name in self.profile_features)
 
     def by_role(self, *roles: str) -> tuple[Feature, ...]:
@@ -153,8 +200,13 @@ class FeatureSchema:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> FeatureSchema:
+        """The schema of :meth:`to_dict`'s output, also of ``schema.json`` files written
+        before ``hist_session`` existed: their feature list lacks it, so the schema keeps
+        their features (parser, model inputs and serving signature as they were)."""
+        stored = d.get("features")
+        sessions = stored is None or any(f.get("name") == HIST_SESSION for f in stored)
         return cls(max_history=int(d["max_history"]),
-                   profile_features=tuple(d.get("profile_features", ())))
+                   profile_features=tuple(d.get("profile_features", ())), sessions=sessions)
 
     def save(self, path: str) -> None:
         from ppm.data.canonical import open_file

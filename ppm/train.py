@@ -1,9 +1,10 @@
-"""Train PPM, URM and the Table 3 ablations: ``python -m ppm.train``.
+"""Train PPM, URM, its ablations and the baseline zoo: ``python -m ppm.train``.
 
-    python -m ppm.train                                  # the demo URM, building what is missing
+    python -m ppm.train                        # the demo URM on the demo's folders (make demo)
     python -m ppm.train --experiment ppm_pretrain --preset paper --model_dir runs/ppm
     python -m ppm.train --experiment urm --preset paper --model_dir runs/urm \\
-        --params_override model.ppm_checkpoint=runs/ppm,data.train_window=train_large
+        --params_override model.plugin.checkpoint=runs/ppm,data.train_window=train_large
+    python -m ppm.train --experiment din_ppm   # any model of the zoo, with the PPM plug-in
 
 Experiments and presets are registered configs (:mod:`ppm.configs`); ``--config_file`` YAML
 files and ``--params_override`` change any field, and the resolved config is written to
@@ -31,17 +32,16 @@ import time
 
 import tensorflow as tf
 import tf_keras as keras
-from official.modeling import hyperparams
+from official.modeling import hyperparams, optimization
 
 from ppm import checkpoints, configs, console, distribute
 from ppm.data import cache as cache_lib
 from ppm.data import pipeline
-from ppm.models import factory
+from ppm.models import factory, plugins
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = configs.RUN_CONFIG_FILE
 SUMMARY_FILE = "train_summary.json"
-DEMO_RUNS = "runs/demo/train"
 
 
 def train_files(config) -> list[str]:
@@ -121,8 +121,9 @@ def _template_inputs(inputs, init_dir: str):
 def build(config, inputs, init_checkpoint: str | None = None):
     """Builds the model and optimizer (inside the current strategy scope) and initialises them.
 
-    Order: fresh N(0, s) weights -> ``init_checkpoint`` (warm start) -> the PPM module from
-    ``model.ppm_checkpoint`` when ``ppm_init`` is ``frozen``/``finetune`` -> freezing.
+    Order: fresh N(0, s) weights -> ``init_checkpoint`` (warm start) -> the plug-in from
+    ``model.plugin.checkpoint`` when ``model.plugin.init`` is ``frozen``/``finetune`` ->
+    freezing (:func:`ppm.models.plugins.initialise`).
     """
     model = factory.build_model(config, inputs)
     dummy = factory.dummy_features(inputs.schema)
@@ -131,15 +132,9 @@ def build(config, inputs, init_checkpoint: str | None = None):
         template = factory.build_model(config, _template_inputs(inputs, init_checkpoint))
         template(dummy)
         checkpoints.warm_start(model, template, init_checkpoint)
-    m = config.model
-    if m.name == "urm" and m.ppm_init in ("frozen", "finetune"):
-        checkpoints.load_ppm_module(model, m.ppm_checkpoint)
-    if m.name == "urm" and m.ppm_init == "frozen":
-        model.ppm.trainable = False
+    plugins.initialise(model, config.model.plugin)
     t = config.trainer
-    schedule = keras.optimizers.schedules.PolynomialDecay(
-        t.learning_rate, t.train_steps, t.end_learning_rate)
-    optimizer = keras.optimizers.Adam(schedule)
+    optimizer = make_optimizer(t)
     if t.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer)
@@ -147,6 +142,23 @@ def build(config, inputs, init_checkpoint: str | None = None):
     if t.jit_compile:
         model.enable_xla()
     return model, optimizer
+
+
+def make_optimizer(trainer):
+    """The optimizer of ``trainer.optimizer`` (tf-models-official ``OptimizationConfig``).
+
+    A decaying schedule whose ``decay_steps`` is unset (or 0) decays over ``train_steps``.
+    The non-legacy Keras 2 optimizers are used (``tf_keras.optimizers.Adam`` and friends), as
+    before the optimizer was configurable, so existing checkpoints resume.
+    """
+    opt = optimization.OptimizationConfig(trainer.optimizer.as_dict())
+    lr = opt.learning_rate
+    if lr.type and lr.type != "constant":
+        schedule = lr.get()
+        if hasattr(schedule, "decay_steps") and not schedule.decay_steps:
+            schedule.decay_steps = trainer.train_steps
+    factory = optimization.OptimizerFactory(opt)
+    return factory.build_optimizer(factory.build_learning_rate(), use_legacy_optimizer=False)
 
 
 def dataset_tasks(config) -> tuple[list[str], str] | None:
@@ -295,14 +307,14 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
     started = time.perf_counter()
     history = {}
     if step < t.train_steps:
-        logger.info("Training %s (%s) on %s for %d steps of %d examples, %d replicas",
-                    config.model.name, config.model.ppm_init, d.train_window, t.train_steps,
-                    d.global_batch_size, strategy.num_replicas_in_sync)
+        logger.info("Training %s (plug-in %s) on %s for %d steps of %d examples, %d replicas",
+                    config.model.type, config.model.plugin.describe(), d.train_window,
+                    t.train_steps, d.global_batch_size, strategy.num_replicas_in_sync)
         callbacks = [callback, keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"),
                                                            update_freq="epoch")]
         progress = None
         if verbose == 1:  # our bar over the whole run instead of Keras' one per loop
-            progress = _Progress(t.train_steps, step, f"training {config.model.name}")
+            progress = _Progress(t.train_steps, step, f"training {config.model.type}")
             callbacks.append(progress)
         # Whole loops of checkpoint_interval steps, then a shorter last loop ending at
         # train_steps; a checkpoint after each loop, so a resumed run starts at a loop boundary.
@@ -321,7 +333,7 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
         if progress is not None:
             progress.bar.close()
     summary = {
-        "experiment": {"model": config.model.name, "ppm_init": config.model.ppm_init},
+        "experiment": {"model": config.model.type, "plugin": config.model.plugin.describe()},
         "steps": int(optimizer.iterations.numpy()),
         "resumed_from_step": start if resume_from else None,
         "passes": _passes(config, int(optimizer.iterations.numpy())),
@@ -338,33 +350,48 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
     return summary
 
 
-def _is_demo(config) -> bool:
-    """No data paths given: the demo's folders under ``--run_root``."""
-    return not (config.data.examples or config.data.embeddings)
+def needs_plugin_checkpoint(config) -> bool:
+    """The plug-in is loaded (frozen or fine-tuned) but ``model.plugin.checkpoint`` is unset."""
+    p = config.model.plugin
+    return bool(p.kind) and p.init != "random" and not p.checkpoint
 
 
-def _demo_paths(config, run_root: str) -> None:
-    """Points the data config at ``run_root`` (the demo's folders)."""
-    config.override({"data": configs.data_paths(run_root)})
+def use_demo_folders(config, run_root: str, preset: str) -> None:
+    """Points a config with no data paths at the demo's folders under ``run_root``, and a
+    plug-in without a checkpoint at the demo's pre-trained PPM run (``make demo`` builds both).
 
-
-def pretrained_ppm(preset: str, run_root: str, verbose: int) -> str:
-    """The demo's PPM run, trained (or resumed) on the pretrain window if not complete."""
-    config = configs.resolve("ppm_pretrain", preset, validate=False)
-    _demo_paths(config, run_root)
-    model_dir = os.path.join(run_root, "train", f"{preset}_ppm_pretrain")
-    console.stage("pretrain", "Pre-training PPM (ID-free, %s window) in %s",
-                  config.data.train_window, model_dir)
-    train(config, model_dir, verbose=verbose)
-    return model_dir
+    Raises:
+      FileNotFoundError: the folders (or the pre-trained run) are not there: the message says
+        what to run.
+    """
+    if not (config.data.examples or config.data.embeddings):
+        paths = configs.data_paths(run_root)
+        missing = [p for p in paths.values() if not tf.io.gfile.exists(p)]
+        if missing:
+            raise FileNotFoundError(
+                f"no data paths were given (data.examples, data.embeddings) and the demo's "
+                f"folders are missing ({', '.join(missing)}): build them with `make demo` "
+                f"(python -m ppm.demo --run_dir {run_root}), or pass --params_override "
+                "data.examples=DIR,data.embeddings=DIR,data.dataset=DIR")
+        config.override({"data": paths})
+    if needs_plugin_checkpoint(config):
+        run = os.path.join(run_root, "train", f"{preset}_ppm_pretrain")
+        if not tf.io.gfile.exists(os.path.join(run, SUMMARY_FILE)):
+            raise FileNotFoundError(
+                f"model.plugin.init={config.model.plugin.init!r} loads a pre-trained "
+                f"{config.model.plugin.kind} but model.plugin.checkpoint is not set and {run} "
+                f"holds no finished run: pre-train one (python -m ppm.train --experiment "
+                f"ppm_pretrain --preset {preset}) or set model.plugin.checkpoint=RUN")
+        logger.info("Plug-in checkpoint: %s", run)
+        config.override({"model": {"plugin": {"checkpoint": run}}})
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ppm.train", description=__doc__.split("\n\n")[0] + " With no "
-        "argument it trains the demo URM on the synthetic world, building the world, the "
-        "examples, the encoders, the embedding cache and the pre-trained PPM first if they "
-        "are missing, then evaluates it on the test day.",
+        prog="python -m ppm.train", description=__doc__.split("\n\n")[0] + " Trains (or "
+        "resumes) one run, then evaluates it. Without data paths it reads the demo's folders "
+        "under --run_root (built by `make demo`), and a plug-in without a checkpoint is the "
+        "demo's pre-trained PPM run there.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Experiments: {', '.join(configs.EXPERIMENTS)}. Presets: "
         f"{', '.join(configs.PRESETS)}. Multi-worker: set TF_CONFIG on every machine and pass "
@@ -378,9 +405,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="YAML file overriding config fields (repeatable, applied in order).")
     parser.add_argument("--params_override", default="",
                         help="Comma-separated overrides, e.g. "
-                        "'data.global_batch_size=4096,model.ppm_init=frozen'.")
+                        "'data.global_batch_size=4096,model.plugin.init=frozen'.")
     parser.add_argument("--model_dir", default=None, help="Run folder (default: "
-                        f"{DEMO_RUNS}/<preset>_<experiment>). An existing run resumes.")
+                        "<run_root>/train/<preset>_<experiment>). An existing run resumes.")
     parser.add_argument("--strategy", default=None, choices=configs.definitions.STRATEGIES,
                         help="Overrides runtime.strategy (default mirrored).")
     parser.add_argument("--init_checkpoint", default=None,
@@ -388,9 +415,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "incremental training); ignored when --model_dir already has "
                         "checkpoints (resume).")
     parser.add_argument("--run_root", default="runs/demo",
-                        help="Demo folder used when the config keeps the default data paths.")
-    parser.add_argument("--skip_prepare", action="store_true",
-                        help="Do not check or build the demo's inputs (already built).")
+                        help="The demo's folder, read when the config has no data paths.")
     parser.add_argument("--no_eval", action="store_true", help="Skip the final evaluation.")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                         help="Training progress: 0 silent, 1 a progress bar (on stderr, in a "
@@ -398,29 +423,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _needs_pretrained_ppm(config) -> bool:
-    """The demo URM fine-tunes (or freezes) a PPM that the demo pre-trains first."""
-    m = config.model
-    return m.name == "urm" and m.ppm_init != "random" and not m.ppm_checkpoint
+def experiment_name(experiment: str) -> str:
+    """``paper_urm`` -> ``urm``; ``urm`` -> ``urm``."""
+    prefix, _, rest = experiment.partition("_")
+    return rest if prefix in configs.PRESETS else experiment
 
 
-def stage_keys(config, prepare: bool, no_eval: bool) -> list[str]:
-    """The console stages (:mod:`ppm.console`) that :func:`main` runs for ``config``.
+def train_and_evaluate(config, model_dir: str, init_checkpoint: str | None = None,
+                       evaluate_after: bool = True, verbose: int = 1) -> dict:
+    """Trains the run (console stage ``train``), then evaluates it (stage ``evaluate``) and
+    prints the table; returns the training summary."""
+    console.stage("train", "Training %s (plug-in %s) on the %s window in %s", config.model.type,
+                  config.model.plugin.describe(), config.data.train_window, model_dir)
+    summary = train(config, model_dir, init_checkpoint, verbose=verbose)
+    speeds = summary["train_examples_per_second"]
+    if speeds:
+        logger.info("Trained %d steps; last loop %.0f examples/s", summary["steps"], speeds[-1])
+    if evaluate_after:
+        from ppm import evaluate  # noqa: PLC0415
 
-    Args:
-      config: the resolved experiment config (before ``main`` sets the demo's paths).
-      prepare: whether the demo's inputs are checked or built first (not ``--skip_prepare``).
-      no_eval: ``--no_eval``.
-    """
-    keys = []
-    if _is_demo(config):
-        if prepare:
-            from ppm import demo  # noqa: PLC0415 - heavy, only for the demo
-
-            keys += demo.PREPARE_STAGES
-        if _needs_pretrained_ppm(config):
-            keys.append("pretrain")
-    return keys + ["train"] + ([] if no_eval else ["evaluate"])
+        console.stage("evaluate", "Evaluating %s on the %s window", model_dir,
+                      config.data.eval_window)
+        print(evaluate.format_table(evaluate.evaluate_run(model_dir,
+                                                          progress=console.interactive())))
+    return summary
 
 
 def main(argv=None) -> int:
@@ -431,38 +457,13 @@ def main(argv=None) -> int:
         override = ",".join(filter(None, [override, f"runtime.strategy={args.strategy}"]))
     config = configs.resolve(args.experiment, args.preset, args.config_file, override,
                              validate=False)
-    experiment = args.experiment.split("_", 1)[1] if args.experiment.split("_", 1)[0] in \
-        configs.PRESETS else args.experiment
-    with console.plan(stage_keys(config, not args.skip_prepare, args.no_eval)):
-        return _main(args, config, experiment)
-
-
-def _main(args, config, experiment: str) -> int:
-    if _is_demo(config):
-        from ppm import demo  # noqa: PLC0415 - heavy, only for the demo
-
-        _demo_paths(config, args.run_root)
-        if not args.skip_prepare:
-            demo.prepare(args.run_root)
-        if _needs_pretrained_ppm(config):
-            config.override({"model": {"ppm_checkpoint": pretrained_ppm(
-                args.preset, args.run_root, args.verbose)}})
+    use_demo_folders(config, args.run_root, args.preset)
     config.validate()
     model_dir = args.model_dir or os.path.join(args.run_root, "train",
-                                               f"{args.preset}_{experiment}")
-    console.stage("train", "Training %s on the %s window in %s", experiment,
-                  config.data.train_window, model_dir)
-    summary = train(config, model_dir, args.init_checkpoint, verbose=args.verbose)
-    speeds = summary["train_examples_per_second"]
-    if speeds:
-        logger.info("Trained %d steps; last loop %.0f examples/s", summary["steps"], speeds[-1])
-    if not args.no_eval:
-        from ppm import evaluate  # noqa: PLC0415
-
-        console.stage("evaluate", "Evaluating %s on the %s window", model_dir,
-                      config.data.eval_window)
-        print(evaluate.format_table(evaluate.evaluate_run(model_dir,
-                                                          progress=console.interactive())))
+                                               f"{args.preset}_{experiment_name(args.experiment)}")
+    with console.plan(["train"] + ([] if args.no_eval else ["evaluate"])):
+        train_and_evaluate(config, model_dir, args.init_checkpoint,
+                           evaluate_after=not args.no_eval, verbose=args.verbose)
     return 0
 
 

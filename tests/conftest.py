@@ -158,5 +158,5 @@ def tiny_urm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
                 verbose=0)
     run = str(tmp_path_factory.mktemp("urm"))
     train.train(tiny_config("urm", tiny_world, tiny_examples, tiny_cache,
-                            model={"ppm_checkpoint": ppm_dir}), run, verbose=0)
+                            model={"plugin": {"checkpoint": ppm_dir}}), run, verbose=0)
     return run

@@ -124,7 +124,7 @@ def test_ppm_and_urm_train_predict_and_export(modalities, tiny_world, tiny_examp
                 verbose=0)
     run = str(tmp_path / "urm")
     train.train(tiny_config("urm", tiny_world, tiny_examples, one,
-                            model={"ppm_checkpoint": ppm_dir}), run, verbose=0)
+                            model={"plugin": {"checkpoint": ppm_dir}}), run, verbose=0)
 
     model, inputs, _ = evaluate.load_model(run)
     assert inputs.cache.modalities == modalities

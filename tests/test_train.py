@@ -122,7 +122,7 @@ def test_ppm_plug_in_is_loaded_then_frozen_or_trained(mode, ppm_run, tiny_world,
                                                        tiny_examples, tiny_cache, tmp_path):
     run, _ = ppm_run
     c = tiny_config("urm", tiny_world, tiny_examples, tiny_cache,
-                    model={"ppm_init": mode, "ppm_checkpoint": run})
+                    model={"plugin": {"init": mode, "checkpoint": run}})
     pretrained, _, _ = evaluate.load_model(run)
     loaded, _ = train.build(c, load_inputs(c))
     before, after = _by_name(pretrained.ppm), _by_name(loaded.ppm)
@@ -192,7 +192,7 @@ def test_cli_trains_and_evaluates(tiny_world, tiny_examples, tiny_cache, tmp_pat
     assert train.main(["--experiment", "urm_wo_ppm", "--preset", "tiny", "--params_override",
                        override, "--model_dir", run, "--verbose", "0"]) == 0
     out = capsys.readouterr().out
-    assert "urm_wo_ppm" in out and "oracle AUC" in out and "click" in out
+    assert "urm (plug-in none)" in out and "oracle AUC" in out and "click" in out
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert metrics["split"] == "test" and set(metrics["tasks"]) == {"click", "order", "cart"}
     assert metrics["oracle"]["click"]["auc"] > 0.6
@@ -204,9 +204,10 @@ def test_cli_refuses_a_urm_without_pretrained_ppm(tiny_world, tiny_examples, tin
                                                    tmp_path):
     override = (f"data.examples={tiny_examples[0]},data.embeddings={tiny_cache},"
                 f"data.dataset={tiny_world}")
-    with pytest.raises(ValueError, match="ppm_checkpoint"):
+    with pytest.raises(FileNotFoundError, match="plugin.checkpoint is not set"):
         train.main(["--experiment", "urm", "--preset", "tiny", "--params_override", override,
-                    "--model_dir", str(tmp_path / "x")])
+                    "--model_dir", str(tmp_path / "x"), "--run_root", str(tmp_path / "r")])
+    assert not os.path.exists(tmp_path / "x")
 
 
 def test_latest_checkpoint_errors(tmp_path):
@@ -221,7 +222,7 @@ def test_latest_checkpoint_errors(tmp_path):
 def test_mixed_precision_and_xla_train_and_evaluate(trainer, ppm_run, tiny_world,
                                                     tiny_examples, tiny_cache, tmp_path):
     c = tiny_config("urm", tiny_world, tiny_examples, tiny_cache, trainer=trainer,
-                    model={"ppm_checkpoint": ppm_run[0]})
+                    model={"plugin": {"checkpoint": ppm_run[0]}})
     run = str(tmp_path / "run")
     summary = train.train(c, run, verbose=0)
     assert summary["steps"] == 4 and np.isfinite(summary["final"]["loss"])

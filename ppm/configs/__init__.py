@@ -4,24 +4,19 @@
 ``--params_override`` string changes any field (see :func:`ppm.configs.experiments.resolve`).
 """
 
-from ppm.configs.definitions import (
-                                     DataConfig,
-                                     ExperimentConfig,
-                                     ModelConfig,
-                                     RuntimeConfig,
-                                     TrainerConfig,
-                                     TransformerConfig,
-)
+from ppm.configs.definitions import DataConfig, ExperimentConfig, RuntimeConfig, TrainerConfig
 from ppm.configs.experiments import (
                                      EXPERIMENTS,
                                      PRESETS,
                                      RUN_CONFIG_FILE,
+                                     ZOO,
                                      data_paths,
                                      get_config,
                                      read_run_config,
                                      resolve,
 )
+from ppm.configs.models import HeadConfig, ModelConfig, PluginConfig, TransformerConfig
 
 __all__ = ["DataConfig", "ExperimentConfig", "ModelConfig", "RuntimeConfig", "TrainerConfig",
-           "TransformerConfig", "EXPERIMENTS", "PRESETS", "RUN_CONFIG_FILE", "data_paths",
-           "get_config", "read_run_config", "resolve"]
+           "TransformerConfig", "HeadConfig", "PluginConfig", "EXPERIMENTS", "PRESETS", "ZOO",
+           "RUN_CONFIG_FILE", "data_paths", "get_config", "read_run_config", "resolve"]

@@ -7,10 +7,11 @@ the ``config.yaml`` written into each run folder.
 
 import dataclasses
 
-from official.modeling import hyperparams
+from official.modeling import hyperparams, optimization
 
-MODEL_NAMES = ("ppm", "urm", "urm_wo_ppm", "base")
-PPM_INITS = ("random", "frozen", "finetune")
+from ppm.configs.models import ModelConfig
+
+OPTIMIZERS = ("adam", "adagrad", "sgd", "rmsprop", "adamw_experimental")
 STRATEGIES = ("mirrored", "multi_worker_mirrored")
 
 
@@ -51,56 +52,12 @@ class DataConfig(hyperparams.Config):
     max_missing_cache_fraction: float = 0.01
 
 
-@dataclasses.dataclass
-class TransformerConfig(hyperparams.Config):
-    """Behavior-Transformer of IDSM and the PPM module (PPM: 2 layers, 4 heads)."""
-
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 256
-    dropout: float = 0.1
-    num_positions: int = 64
-
-
-@dataclasses.dataclass
-class ModelConfig(hyperparams.Config):
-    """Which model and its sizes.
-
-    Attributes:
-      name: ``ppm`` (the ID-free pre-trained CTR model, §3.1), ``urm`` (IDSM + PPM module +
-        MMoE, §3.2), ``urm_wo_ppm`` (IDSM + MMoE), ``base`` (ID and modal features of each
-        item concatenated and encoded by one shared transformer, Table 3).
-      ppm_init: initialisation of URM's PPM module: ``random``, ``frozen`` (loaded from
-        ``ppm_checkpoint``, not trained) or ``finetune`` (loaded and trained: the paper's URM).
-      ppm_checkpoint: a ``ppm_pretrain`` run folder (its latest checkpoint) or checkpoint path.
-      id_dim: width of each ID embedding (sku, shop, brand, category).
-      profile_dim: width of each user profile feature embedding (part of D).
-      profile_hash_bins: hash buckets per profile feature.
-      transformer: the Behavior-Transformer of each sequence module.
-      head_units: hidden layers of PPM's CTR prediction layer (then one logit unit: three
-        fully connected layers with the defaults, §3.1.3).
-      num_experts, expert_units, tower_units: the MMoE head of URM (§3.2.3).
-      dropout: dropout in the heads.
-      init_stddev: N(0, s) initialisation of every embedding and kernel (PPM: 0.01).
-      tasks: labels to learn (``ppm`` learns ``click`` only).
-      task_weights: loss weight of each task, same order as ``tasks`` (empty: 1.0 each).
-    """
-
-    name: str = "urm"
-    ppm_init: str = "finetune"
-    ppm_checkpoint: str = ""
-    id_dim: int = 64
-    profile_dim: int = 8
-    profile_hash_bins: int = 64
-    transformer: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
-    head_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
-    num_experts: int = 4
-    expert_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
-    tower_units: list[int] = dataclasses.field(default_factory=lambda: [64])
-    dropout: float = 0.0
-    init_stddev: float = 0.01
-    tasks: list[str] = dataclasses.field(default_factory=lambda: ["click", "order", "cart"])
-    task_weights: list[float] = dataclasses.field(default_factory=list)
+def adam_linear_decay(start: float, end: float) -> optimization.OptimizationConfig:
+    """Adam whose rate decays linearly from ``start`` to ``end`` over the run (PPM §4.2.3)."""
+    return optimization.OptimizationConfig({
+        "optimizer": {"type": "adam"},
+        "learning_rate": {"type": "polynomial", "polynomial": {
+            "initial_learning_rate": start, "end_learning_rate": end, "power": 1.0}}})
 
 
 @dataclasses.dataclass
@@ -117,8 +74,13 @@ class TrainerConfig(hyperparams.Config):
       checkpoint_interval: steps between checkpoints (also one Keras progress-bar "epoch"); a
         last, shorter loop ends at ``train_steps`` when it is not a multiple.
       max_to_keep: checkpoints kept in ``<model_dir>/checkpoints``.
-      learning_rate, end_learning_rate: Adam's rate decays linearly from the first to the
-        second over ``train_steps`` (PPM: 4e-4 to 1e-4).
+      optimizer: the optimizer and its learning-rate schedule, a tf-models-official
+        ``OptimizationConfig`` (``optimizer.type``: adam, adagrad, sgd, rmsprop,
+        adamw_experimental; ``learning_rate.type``: constant, polynomial, cosine, stepwise,
+        exponential, ...; optional ``warmup``). The default is PPM §4.2.3: Adam, its rate
+        decaying linearly from 4e-4 to 1e-4; a schedule's ``decay_steps`` left at 0 (or
+        unset) is set to ``train_steps``. GRACE's Adagrad 0.05 is
+        ``trainer.optimizer.optimizer.type=adagrad`` with a constant rate of 0.05.
       jit_compile: XLA-compile the dense part of the model (the id lookups stay outside).
       mixed_precision: ``mixed_float16`` compute (GPU), float32 variables and losses.
       eval_batch_size: batch size of ``ppm.evaluate``.
@@ -128,8 +90,8 @@ class TrainerConfig(hyperparams.Config):
     train_steps: int = 10_000
     checkpoint_interval: int = 500
     max_to_keep: int = 3
-    learning_rate: float = 4e-4
-    end_learning_rate: float = 1e-4
+    optimizer: optimization.OptimizationConfig = dataclasses.field(
+        default_factory=lambda: adam_linear_decay(4e-4, 1e-4))
     jit_compile: bool = False
     mixed_precision: bool = False
     eval_batch_size: int = 4096
@@ -158,22 +120,18 @@ class ExperimentConfig(hyperparams.Config):
 
     def validate(self) -> None:
         """Raises ValueError naming the field when the config cannot be trained."""
-        m, t, d = self.model, self.trainer, self.data
-        if m.name not in MODEL_NAMES:
-            raise ValueError(f"model.name must be one of {MODEL_NAMES}, got {m.name!r}")
-        if m.ppm_init not in PPM_INITS:
-            raise ValueError(f"model.ppm_init must be one of {PPM_INITS}, got {m.ppm_init!r}")
+        t, d = self.trainer, self.data
+        self.model.validate()
         if self.runtime.strategy not in STRATEGIES:
             raise ValueError(f"runtime.strategy must be one of {STRATEGIES}, got "
                              f"{self.runtime.strategy!r}")
-        tasks = list(m.tasks)
-        if not tasks or len(set(tasks)) != len(tasks):
-            raise ValueError(f"model.tasks must be non-empty and unique, got {tasks}")
-        if m.name == "ppm" and tasks != ["click"]:
-            raise ValueError(f"the ppm model learns click only (PPM §3.1.3), got {tasks}")
-        if m.task_weights and len(m.task_weights) != len(tasks):
-            raise ValueError(f"model.task_weights has {len(m.task_weights)} values for "
-                             f"{len(tasks)} tasks {tasks}")
+        optimizer = t.optimizer.optimizer.type
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"trainer.optimizer.optimizer.type must be one of {OPTIMIZERS}, "
+                             f"got {optimizer!r}")
+        if t.optimizer.learning_rate.type is None:
+            raise ValueError("trainer.optimizer.learning_rate.type is not set (e.g. constant, "
+                             "polynomial, cosine)")
         for name, value in (("trainer.train_steps", t.train_steps),
                             ("trainer.checkpoint_interval", t.checkpoint_interval),
                             ("data.global_batch_size", d.global_batch_size)):
@@ -181,6 +139,3 @@ class ExperimentConfig(hyperparams.Config):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if t.train_passes < 0:
             raise ValueError(f"trainer.train_passes must be >= 0, got {t.train_passes}")
-        if m.name == "urm" and m.ppm_init != "random" and not m.ppm_checkpoint:
-            raise ValueError(f"model.ppm_init={m.ppm_init!r} loads a pre-trained PPM: set "
-                             "model.ppm_checkpoint to a ppm_pretrain run folder")

@@ -13,20 +13,30 @@ from __future__ import annotations
 import os
 
 import tensorflow as tf
+import yaml
 from official.core import exp_factory
 from official.modeling import hyperparams
 
-from ppm.configs.definitions import ExperimentConfig
+from ppm.configs import legacy
+from ppm.configs.definitions import ExperimentConfig, adam_linear_decay
 
-# experiment -> (model.name, model.ppm_init, data.train_window)
+PPM_PLUGIN = {"kind": "ppm", "init": "finetune"}  # the paper's URM: loaded, then fine-tuned
+ZOO = ("wide_deep", "deepfm", "din", "dsin", "mian")  # PPM Table 2's baselines
+
+# experiment -> overrides of the preset (a plug-in's checkpoint is set when training: the
+# demo pre-trains one, elsewhere --params_override model.plugin.checkpoint=RUN)
 EXPERIMENTS = {
-    "ppm_pretrain": ("ppm", "random", "pretrain"),
-    "urm": ("urm", "finetune", "train_large"),
-    "urm_ppm_frozen": ("urm", "frozen", "train_large"),
-    "urm_ppm_random": ("urm", "random", "train_large"),
-    "urm_wo_ppm": ("urm_wo_ppm", "random", "train_large"),
-    "base": ("base", "random", "train_large"),
+    "ppm_pretrain": {"model": {"type": "ppm", "tasks": ["click"]},
+                     "data": {"train_window": "pretrain"}},
+    "urm": {"model": {"type": "urm", "plugin": PPM_PLUGIN}},
+    "urm_ppm_frozen": {"model": {"type": "urm", "plugin": {**PPM_PLUGIN, "init": "frozen"}}},
+    "urm_ppm_random": {"model": {"type": "urm", "plugin": {**PPM_PLUGIN, "init": "random"}}},
+    "urm_wo_ppm": {"model": {"type": "urm"}},
+    "base": {"model": {"type": "urm", "urm": {"modal_in_idsm": True}}},
 }
+for _model in ZOO:  # each baseline without and with the PPM plug-in (Table 2)
+    EXPERIMENTS[_model] = {"model": {"type": _model}}
+    EXPERIMENTS[f"{_model}_ppm"] = {"model": {"type": _model, "plugin": PPM_PLUGIN}}
 PRESETS = ("paper", "demo", "tiny")
 RUN_CONFIG_FILE = "config.yaml"  # the resolved config, in every run folder
 
@@ -58,10 +68,14 @@ def demo() -> ExperimentConfig:
     c.override({
         "data": {"global_batch_size": 512, "max_history": 20, "shuffle_buffer": 20_000},
         "model": {"id_dim": 16, "transformer": {"num_layers": 1, "intermediate_size": 64},
-                  "head_units": [64, 32], "expert_units": [64], "tower_units": [32],
-                  "num_experts": 3},
+                  "ppm": {"head_units": [64, 32]},
+                  "head": {"expert_units": [64], "tower_units": [32], "num_experts": 3},
+                  "wide_deep": {"hash_bins": 20_000}, "deepfm": {"hash_bins": 20_000},
+                  "din": {"attention_units": [32, 16]},
+                  "dsin": {"num_heads": 2, "lstm_units": 16},
+                  "mian": {"num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
         "trainer": {"train_passes": 1.0, "checkpoint_interval": 40,
-                    "learning_rate": 2e-3, "end_learning_rate": 5e-4},
+                    "optimizer": _linear_decay(2e-3, 5e-4)},
     })
     return c
 
@@ -73,12 +87,20 @@ def tiny() -> ExperimentConfig:
         "data": {"global_batch_size": 64, "max_history": 0, "shuffle_buffer": 1000},
         "model": {"id_dim": 8, "profile_dim": 4, "profile_hash_bins": 16,
                   "transformer": {"num_heads": 2, "intermediate_size": 16, "dropout": 0.0},
-                  "head_units": [16, 8], "expert_units": [16], "tower_units": [8],
-                  "num_experts": 2},
+                  "ppm": {"head_units": [16, 8]},
+                  "head": {"expert_units": [16], "tower_units": [8], "num_experts": 2},
+                  "wide_deep": {"hash_bins": 1000}, "deepfm": {"hash_bins": 1000},
+                  "din": {"attention_units": [8]},
+                  "dsin": {"max_sessions": 3, "session_length": 4, "lstm_units": 4},
+                  "mian": {"num_layers": 1, "intermediate_size": 16}},
         "trainer": {"train_passes": 0.0, "train_steps": 4, "checkpoint_interval": 2,
                     "eval_batch_size": 256},
     })
     return c
+
+
+def _linear_decay(start: float, end: float) -> dict:
+    return {"learning_rate": adam_linear_decay(start, end).learning_rate.as_dict()}
 
 
 _PRESET_FACTORIES = {"paper": paper, "demo": demo, "tiny": tiny}
@@ -87,14 +109,10 @@ _PRESET_FACTORIES = {"paper": paper, "demo": demo, "tiny": tiny}
 def _factory(experiment: str, preset: str):
     def make() -> ExperimentConfig:
         c = _PRESET_FACTORIES[preset]()
-        name, ppm_init, window = EXPERIMENTS[experiment]
-        overrides = {"model": {"name": name, "ppm_init": ppm_init},
-                     "data": {"train_window": window}}
-        if name == "ppm":
-            overrides["model"].update(tasks=["click"])
-            if preset == "demo":  # three passes over the pretrain window (see demo())
-                overrides["trainer"] = {"train_passes": 3.0, "checkpoint_interval": 160}
-        c.override(overrides)
+        c.override(EXPERIMENTS[experiment])
+        if c.model.type == "ppm" and preset == "demo":
+            # three passes over the pretrain window (see demo())
+            c.override({"trainer": {"train_passes": 3.0, "checkpoint_interval": 160}})
         return c
     return make
 
@@ -158,4 +176,7 @@ def read_run_config(run_dir: str) -> ExperimentConfig:
     path = os.path.join(run_dir, RUN_CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} is missing: {run_dir} is not a training run")
-    return hyperparams.override_params_dict(ExperimentConfig(), path, is_strict=True)
+    with tf.io.gfile.GFile(path) as f:
+        written = yaml.safe_load(f) or {}
+    return hyperparams.override_params_dict(ExperimentConfig(), legacy.upgrade(written),
+                                            is_strict=True)

@@ -1,4 +1,4 @@
-"""Builds PPM, URM and the Table 3 ablations from an experiment config.
+"""Builds any registered ranking model from an experiment config, and reads its inputs.
 
 A run folder is self-contained: training copies the vocabularies it used into
 ``<model_dir>/vocab/`` and records the embedding cache's identity (dimension, encoder
@@ -18,11 +18,9 @@ import tensorflow as tf
 
 from ppm import features
 from ppm.data import cache as cache_lib
-from ppm.layers import BehaviorTransformer, CachedItemEmbedding, MMoE
-from ppm.models.modules import ItemIdEmbedding, ModalItemEmbedding, SequenceModule
-from ppm.models.ppm import PPM
+from ppm.models import plugins, registry
+from ppm.models.parts import Parts
 from ppm.models.ranking import RankingModel
-from ppm.models.urm import URM
 
 logger = logging.getLogger(__name__)
 VOCAB_DIR = "vocab"
@@ -46,7 +44,9 @@ class ModelInputs:
 
 
 def uses_cache(config) -> bool:
-    return config.model.name in ("ppm", "urm", "base")
+    """Whether the model or its plug-in reads the embedding cache."""
+    plugin = plugins.get(config.model.plugin.kind)
+    return registry.reads_cache(config.model) or bool(plugin and plugin.reads_cache)
 
 
 def read_vocabulary(path: str) -> list[str]:
@@ -83,7 +83,8 @@ def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
         raise ValueError("data.examples is not set: give the folder written by "
                          "beam_jobs.build_examples (--params_override data.examples=DIR)")
     if uses_cache(config) and not config.data.embeddings:
-        raise ValueError(f"model {config.model.name!r} reads the embedding cache but "
+        raise ValueError(f"model {config.model.type!r} (plug-in "
+                         f"{config.model.plugin.kind or 'none'}) reads the embedding cache but "
                          "data.embeddings is not set: give the folder written by "
                          "beam_jobs.embed_items")
     schema = features.FeatureSchema.load(os.path.join(examples, features.SCHEMA_FILE))
@@ -187,53 +188,19 @@ def record_inputs(inputs: ModelInputs, config, run_dir: str) -> None:
             json.dump(cache_lib.identity(inputs.cache.manifest), f, indent=2)
 
 
-def _transformer(config, name: str) -> BehaviorTransformer:
-    t = config.model.transformer
-    return BehaviorTransformer(
-        num_layers=t.num_layers, num_heads=t.num_heads, intermediate_size=t.intermediate_size,
-        dropout=t.dropout, num_positions=t.num_positions,
-        init_stddev=config.model.init_stddev, name=name)
-
-
-def ppm_module(config, inputs: ModelInputs) -> SequenceModule:
-    """The PPM module (§3.2.2): cached modal items + Behavior-Transformer."""
-    m = config.model
-    modal = ModalItemEmbedding(CachedItemEmbedding.from_cache(inputs.cache, name="cache"),
-                               init_stddev=m.init_stddev, name="modal_items")
-    return SequenceModule([modal], _transformer(config, "transformer"),
-                          max_history=config.data.max_history, name="ppm")
-
-
 def build_model(config, inputs: ModelInputs) -> RankingModel:
-    """The model of ``config.model.name`` (not yet built: call it on a batch or build it).
+    """The model of ``config.model.type`` (not yet built: call it on a batch or build it).
+
+    The registered builder (:mod:`ppm.models.registry`) assembles it from :class:`Parts`.
 
     Raises:
-      ValueError: the config does not fit the inputs (e.g. no cache for a modal model).
+      ValueError: an unknown model type, or a config that does not fit the inputs (e.g. no
+        cache for a model or plug-in that reads it).
     """
-    m = config.model
     if uses_cache(config) and inputs.cache is None:
-        raise ValueError(f"model {m.name!r} needs the embedding cache")
-    batch = config.data.global_batch_size
-    if m.name == "ppm":
-        return PPM(ppm_module(config, inputs), head_units=m.head_units, dropout=m.dropout,
-                   init_stddev=m.init_stddev, global_batch_size=batch, name="ppm_model")
-    ids = ItemIdEmbedding(inputs.vocabularies, m.id_dim, init_stddev=m.init_stddev,
-                          name="id_items")
-    embedders = [ids]
-    if m.name == "base":
-        embedders.append(ModalItemEmbedding(
-            CachedItemEmbedding.from_cache(inputs.cache, name="cache"),
-            init_stddev=m.init_stddev, name="modal_items"))
-    idsm = SequenceModule(embedders, _transformer(config, "transformer"),
-                          max_history=config.data.max_history, name="idsm")
-    ppm = ppm_module(config, inputs) if m.name == "urm" else None
-    weights = config.task_weights()
-    mmoe = MMoE(list(weights), num_experts=m.num_experts, expert_units=m.expert_units,
-                tower_units=m.tower_units, dropout=m.dropout, init_stddev=m.init_stddev,
-                name="mmoe")
-    return URM(idsm, ppm, mmoe, weights, profile_features=inputs.schema.profile_features,
-               profile_hash_bins=m.profile_hash_bins, profile_dim=m.profile_dim,
-               init_stddev=m.init_stddev, global_batch_size=batch, name=m.name)
+        raise ValueError(f"model {config.model.type!r} (plug-in "
+                         f"{config.model.plugin.kind or 'none'}) needs the embedding cache")
+    return registry.builder(config.model.type)(config, inputs, Parts(config, inputs))
 
 
 def dummy_features(schema: features.FeatureSchema, batch: int = 2) -> dict:

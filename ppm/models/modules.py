@@ -55,8 +55,14 @@ class ItemIdEmbedding(keras.layers.Layer):
         return len(ID_FIELDS) * self.dim
 
     def call(self, features, prefix: str = ""):
-        return tf.concat([e(features[prefix + f]) for f, e in zip(ID_FIELDS, self.embeddings)],
-                         axis=-1)
+        return tf.concat(self._each(features, prefix), axis=-1)
+
+    def fields(self, features, prefix: str = ""):
+        """The four embeddings as fields, ``[..., 4, dim]`` (FM, MIAN: one field each)."""
+        return tf.stack(self._each(features, prefix), axis=-2)
+
+    def _each(self, features, prefix):
+        return [e(features[prefix + f]) for f, e in zip(ID_FIELDS, self.embeddings)]
 
     def get_config(self):
         return {**super().get_config(), "vocabularies": self.vocabularies, "dim": self.dim,

@@ -15,6 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ppm.layers import MLP
+from ppm.models import registry
 from ppm.models.modules import SequenceModule
 from ppm.models.ranking import RankingModel
 
@@ -55,3 +56,12 @@ class PPM(RankingModel):
         user, item = self.ppm(features, training=training)
         x = self.head(tf.concat([user, item], axis=-1), training=training)
         return {"click": tf.squeeze(tf.cast(self.logit(x), tf.float32), axis=-1)}
+
+
+@registry.register("ppm", reads_cache=True)
+def build(config, inputs, parts) -> PPM:
+    """PPM from ``model.ppm`` (its CTR head) and the shared Behavior-Transformer settings."""
+    m = config.model
+    return PPM(parts.ppm_module(), head_units=m.ppm.head_units, dropout=m.dropout,
+               init_stddev=m.init_stddev, global_batch_size=parts.global_batch_size,
+               name="ppm_model")

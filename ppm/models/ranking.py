@@ -24,8 +24,12 @@ class RankingModel(tfrs.Model):
       task_weights: ``{task: loss weight}``; tasks are learnt in this order.
       global_batch_size: examples per step over all replicas (the loss divisor).
 
-    Subclasses implement :meth:`call` ``(features, training) -> {task: logits [B]}``.
+    Subclasses implement :meth:`call` ``(features, training) -> {task: logits [B]}``, and
+    name in :attr:`extra_inputs` the optional features they read (``ppm.features``: today
+    ``hist_session``), so the serving signature asks only for what the model uses.
     """
+
+    extra_inputs: tuple = ()
 
     def __init__(self, task_weights: Mapping[str, float], global_batch_size: int, **kwargs):
         super().__init__(**kwargs)

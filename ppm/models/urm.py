@@ -2,11 +2,13 @@
 
 ``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10) feeds an MMoE with one gate and tower per
 task (click, order, add-to-cart; Eq. 9-11). ``U_ID, I_ID`` come from IDSM (§3.2.1),
-``U_MO, I_MO`` from the PPM module (§3.2.2), whose weights are loaded from a pre-trained PPM
-and then frozen or fine-tuned (the config's ``ppm_init``); ``D`` is the user profile.
+``U_MO, I_MO`` from the plug-in (``model.plugin``: the PPM module, §3.2.2, loaded from a
+pre-trained PPM and then frozen or fine-tuned); ``D`` is the user profile.
 
-The same class builds Table 3's ablations: ``urm_wo_ppm`` has no PPM module; ``base`` has one
-sequence module whose items are ID and modal features concatenated (a shared transformer).
+The same class builds Table 3's ablations: ``urm_wo_ppm`` has no plug-in; ``base``
+(``model.urm.modal_in_idsm``) has one sequence module whose items are ID and modal features
+concatenated (a shared transformer). The plug-in is stored as ``self.ppm`` and the head as
+``self.mmoe``: the object paths URM checkpoints have always had.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tf_keras as keras
 
 from ppm.layers import MMoE
 from ppm.layers.hash_embedding import HashEmbedding
+from ppm.models import registry
 from ppm.models.modules import SequenceModule
 from ppm.models.ranking import RankingModel
 
@@ -28,8 +31,9 @@ class URM(RankingModel):
 
     Args:
       idsm: the ID-based sequence module (or base's shared one), or its serialized config.
-      ppm: the PPM module (or its config), or None (``urm_wo_ppm``, ``base``).
-      mmoe: the multi-task head (or its config); its task names must match ``task_weights``.
+      ppm: the plug-in module (or its config), or None (``urm_wo_ppm``, ``base``).
+      mmoe: the multi-task head, MMoE or another (or its config); its task names must match
+        ``task_weights``.
       task_weights: ``{task: loss weight}``.
       profile_features: names of the user profile features (D).
       profile_hash_bins, profile_dim: their hashed embeddings.
@@ -45,7 +49,7 @@ class URM(RankingModel):
         idsm, ppm, mmoe = (keras.layers.deserialize(x) if isinstance(x, dict) else x
                            for x in (idsm, ppm, mmoe))
         if list(mmoe.task_names) != list(self.task_weights):
-            raise ValueError(f"MMoE tasks {mmoe.task_names} differ from the model's tasks "
+            raise ValueError(f"head tasks {mmoe.task_names} differ from the model's tasks "
                              f"{list(self.task_weights)}")
         self.idsm, self.ppm, self.mmoe = idsm, ppm, mmoe
         self.profile_features = list(profile_features)
@@ -63,6 +67,11 @@ class URM(RankingModel):
                 "profile_hash_bins": self.profile_hash_bins, "profile_dim": self.profile_dim,
                 "init_stddev": self.init_stddev}
 
+    @property
+    def plugin_module(self):
+        """The plug-in module (:mod:`ppm.models.plugins`), or None."""
+        return self.ppm
+
     def representation(self, features, training=None):
         """``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10), float [B, d]."""
         parts = list(self.idsm(features, training=training))
@@ -75,3 +84,18 @@ class URM(RankingModel):
 
     def call(self, features, training=None):
         return self.mmoe(self.representation(features, training=training), training=training)
+
+
+@registry.register("urm", reads_cache=lambda m: m.urm.modal_in_idsm)
+def build(config, inputs, parts) -> URM:
+    """URM, ``urm_wo_ppm`` (no plug-in) or ``base`` (``model.urm.modal_in_idsm``)."""
+    m = config.model
+    embedders = [parts.id_items()]
+    if m.urm.modal_in_idsm:
+        embedders.append(parts.modal_items())
+    name = "base" if m.urm.modal_in_idsm else ("urm" if m.plugin.kind else "urm_wo_ppm")
+    return URM(parts.sequence_module(embedders, name="idsm"), parts.plugin(),
+               parts.head(name="mmoe"), parts.task_weights,
+               profile_features=inputs.schema.profile_features,
+               profile_hash_bins=m.profile_hash_bins, profile_dim=m.profile_dim,
+               init_stddev=m.init_stddev, global_batch_size=parts.global_batch_size, name=name)

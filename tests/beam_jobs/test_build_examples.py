@@ -259,3 +259,49 @@ def test_parse_example_features_are_the_schema(tiny_examples):
     example = tf.train.Example.FromString(record)
     assert set(example.features.feature) == set(schema.names)
     assert schema.max_history == 12
+
+
+def test_user_examples_number_the_history_sessions():
+    """hist_session from the clicks' timestamps: a gap over 30 minutes starts a session."""
+    t = T0 + DAY
+    clicks = [_event("u1", t + dt, f"i{k % 5}", position=k, click=1)
+              for k, dt in enumerate((0, 1800, 3601, 3700, 10_000))]
+    last = _event("u1", t + 20_000, "i0")
+    items = {f"i{k}": ("s0", f"b{k % 2}", "c0") for k in range(5)}
+    windows = {"train_large": (t, t + DAY)}
+
+    def examples(max_history):
+        schema = features.FeatureSchema(max_history=max_history)
+        return {v["ts"]: v for _, v in build_examples.user_examples(
+            clicks + [last], items, {}, schema, windows)}
+
+    got = examples(12)
+    # Most recent first: gaps 6300 (new), 99, 1801 (new), 1800 (same session).
+    assert got[t + 20_000]["hist_session"] == [0, 1, 1, 2, 2]
+    assert got[t + 3700]["hist_session"] == [0, 1, 1]  # 1801 s (new), then 1800 s
+    assert got[t + 1800]["hist_session"] == [0]
+    assert got[t]["hist_session"] == []
+    assert examples(3)[t + 20_000]["hist_session"] == [0, 1, 1]  # cut to the 3 most recent
+    for v in got.values():
+        assert len(v["hist_session"]) == v["hist_len"]
+
+
+def test_examples_carry_hist_session(tiny_world, tiny_examples):
+    """Through the Beam job and the parser: the sessions of the clicks before each event."""
+    out, _ = tiny_examples
+    events = pd.read_parquet(os.path.join(tiny_world, "events.parquet"))
+    clicks = events[events.click == 1].sort_values(["ts", "request_id", "position"])
+    by_user = {u: g for u, g in clicks.groupby("user_id")}
+    feats, _ = _read_examples(out, "test")
+    sessions = []
+    for k in range(len(feats["user_id"])):
+        g = by_user.get(feats["user_id"][k].decode())
+        if g is None:
+            continue
+        before = g[g.ts < feats["ts"][k]].iloc[::-1].head(12)
+        n = int(feats["hist_len"][k])
+        expected = features.session_ids(before.ts.tolist())
+        assert feats["hist_session"][k][:n].tolist() == expected
+        assert not feats["hist_session"][k][n:].any()
+        sessions += expected
+    assert max(sessions) > 0  # the tiny world has several sessions per history

@@ -40,7 +40,7 @@ def test_outputs_and_structure(experiment, inputs, tiny_world, tiny_examples, ti
         # [U_ID | I_ID | U_MO | I_MO | D]
         assert x.shape[-1] == 2 * 4 * c.model.id_dim + 2 * 2 * CACHE_DIM + len(
             inputs.schema.profile_features) * c.model.profile_dim
-        assert t.num_heads == 2
+        assert model.idsm.transformer.num_heads == t.num_heads == 2  # built from the config
     elif experiment == "urm_wo_ppm":
         assert isinstance(model, URM) and model.ppm is None and not caches
     else:  # base: one shared transformer over [IDs | modal]

@@ -1,0 +1,243 @@
+"""Model configs: one dataclass per registered model type, a plug-in and a head setting.
+
+``model`` is a one-of config (tf-models-official ``OneOfConfig``): ``model.type`` names the
+model builder (:mod:`ppm.models.registry`) and selects ``model.<type>``, that model's own
+sizes; the other fields (tasks, embedding widths, the Behavior-Transformer, the plug-in, the
+head) are shared by every model. Only the selected model's block is written to a run's
+``config.yaml``.
+
+Adding a model: a dataclass here, one field in :class:`ModelConfig`, and a builder registered
+under the same name in ``ppm/models/<name>.py`` (README, "Adding a model").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from official.modeling import hyperparams
+
+PLUGIN_KINDS = ("", "ppm")  # "": no plug-in
+PLUGIN_INITS = ("random", "frozen", "finetune")
+HEAD_TYPES = ("mmoe", "mlp")
+
+
+@dataclasses.dataclass
+class TransformerConfig(hyperparams.Config):
+    """Behavior-Transformer of IDSM and the PPM module (PPM: 2 layers, 4 heads)."""
+
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 256
+    dropout: float = 0.1
+    num_positions: int = 64
+
+
+@dataclasses.dataclass
+class PluginConfig(hyperparams.Config):
+    """A pre-trained module plugged into any ranking model (PPM §3.2.2, Table 2 w. PPM).
+
+    Attributes:
+      kind: ``ppm`` (the PPM module: cached modal items + Behavior-Transformer, whose
+        ``[U_MO | I_MO]`` joins the model's representation) or ``""`` (none).
+      init: ``random`` (trained from scratch), ``frozen`` (loaded from ``checkpoint``, not
+        trained) or ``finetune`` (loaded and trained: the paper's URM).
+      checkpoint: a ``ppm_pretrain`` run folder (its latest checkpoint) or checkpoint path.
+    """
+
+    kind: str = ""
+    init: str = "finetune"
+    checkpoint: str = ""
+
+    def describe(self) -> str:
+        """``"none"``, or ``"<kind> (<init>)"``, e.g. ``"ppm (finetune)"``."""
+        return f"{self.kind} ({self.init})" if self.kind else "none"
+
+
+@dataclasses.dataclass
+class HeadConfig(hyperparams.Config):
+    """The multi-task head over the model's representation.
+
+    Attributes:
+      type: ``mmoe`` (PPM §3.2.3: shared experts, one gate and tower per task) or ``mlp``
+        (a shared-bottom MLP of ``expert_units``, then one tower per task).
+      num_experts, expert_units, tower_units: MMoE sizes (``expert_units`` is the shared
+        bottom of ``mlp``).
+    """
+
+    type: str = "mmoe"
+    num_experts: int = 4
+    expert_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
+    tower_units: list[int] = dataclasses.field(default_factory=lambda: [64])
+
+
+@dataclasses.dataclass
+class PPMModelConfig(hyperparams.Config):
+    """PPM, the ID-free pre-trained CTR model (§3.1): ``head_units`` of its CTR prediction
+    layer (then one logit unit: three fully connected layers with the defaults, §3.1.3)."""
+
+    head_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
+
+
+@dataclasses.dataclass
+class URMConfig(hyperparams.Config):
+    """URM (§3.2): IDSM + the plug-in + the head.
+
+    Attributes:
+      modal_in_idsm: Table 3's ``base``: every item of IDSM is its ID embeddings and its
+        cached modal vector concatenated, through one shared transformer.
+    """
+
+    modal_in_idsm: bool = False
+
+
+@dataclasses.dataclass
+class WideDeepConfig(hyperparams.Config):
+    """Wide&Deep (Cheng et al. 2016): a hashed linear model over ids and crossed ids, plus
+    the deep part (the head over the field embeddings).
+
+    Attributes:
+      hash_bins: buckets of each wide feature's weight table.
+      crosses: ``"a:b"`` pairs of feature names crossed in the wide part (a target feature
+        with a history feature gives one cross per history item).
+    """
+
+    hash_bins: int = 100_000
+    crosses: list[str] = dataclasses.field(default_factory=lambda: [
+        "category_id:hist_category_id", "brand_id:hist_brand_id", "shop_id:hist_shop_id"])
+
+
+@dataclasses.dataclass
+class DeepFMConfig(hyperparams.Config):
+    """DeepFM (Guo et al. 2017): first-order weights + FM over the shared field embeddings,
+    plus the deep part.
+
+    Attributes:
+      hash_bins: buckets of the first-order (linear) weight tables.
+    """
+
+    hash_bins: int = 100_000
+
+
+@dataclasses.dataclass
+class DINConfig(hyperparams.Config):
+    """DIN (Zhou et al. 2018): target attention over the history.
+
+    Attributes:
+      attention_units: hidden layers of the local activation unit (DeepCTR: 80, 40).
+      attention_activation: ``dice`` (DIN's data-adaptive activation), ``prelu`` or
+        ``sigmoid``.
+      normalize: softmax over the history (DIN: no).
+    """
+
+    attention_units: list[int] = dataclasses.field(default_factory=lambda: [80, 40])
+    attention_activation: str = "dice"
+    normalize: bool = False
+
+
+@dataclasses.dataclass
+class DSINConfig(hyperparams.Config):
+    """DSIN (Feng et al. 2019): sessions of the history (a new one after 30 minutes).
+
+    Attributes:
+      max_sessions, session_length: the most recent sessions kept, and items per session
+        (DeepCTR: 5, 10).
+      num_heads: heads of the self-attention within a session.
+      lstm_units: units of each direction of the Bi-LSTM over sessions.
+    """
+
+    max_sessions: int = 5
+    session_length: int = 10
+    num_heads: int = 4
+    lstm_units: int = 32
+
+
+@dataclasses.dataclass
+class MIANConfig(hyperparams.Config):
+    """MIAN (Zhang et al., WSDM 2021): item-behaviour, item-user, item-context and global
+    interaction modules."""
+
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 128
+
+
+@dataclasses.dataclass
+class ModelConfig(hyperparams.OneOfConfig):
+    """Which model (``type``), its own sizes (``model.<type>``), and the shared settings.
+
+    Attributes:
+      type: a registered model builder: ``ppm``, ``urm``, ``wide_deep``, ``deepfm``, ``din``,
+        ``dsin``, ``mian``.
+      plugin: the pre-trained plug-in (any model but ``ppm``): :class:`PluginConfig`.
+      head: the multi-task head (every model but ``ppm``): :class:`HeadConfig`.
+      id_dim: width of each ID embedding (sku, shop, brand, category).
+      profile_dim: width of each user profile feature embedding (part of D).
+      profile_hash_bins: hash buckets per profile feature.
+      transformer: the Behavior-Transformer of IDSM and of the PPM module (and plug-in).
+      dropout: dropout in the heads.
+      init_stddev: N(0, s) initialisation of every embedding and kernel (PPM: 0.01).
+      tasks: labels to learn (``ppm`` learns ``click`` only).
+      task_weights: loss weight of each task, same order as ``tasks`` (empty: 1.0 each).
+    """
+
+    type: str = "urm"
+    ppm: PPMModelConfig = dataclasses.field(default_factory=PPMModelConfig)
+    urm: URMConfig = dataclasses.field(default_factory=URMConfig)
+    wide_deep: WideDeepConfig = dataclasses.field(default_factory=WideDeepConfig)
+    deepfm: DeepFMConfig = dataclasses.field(default_factory=DeepFMConfig)
+    din: DINConfig = dataclasses.field(default_factory=DINConfig)
+    dsin: DSINConfig = dataclasses.field(default_factory=DSINConfig)
+    mian: MIANConfig = dataclasses.field(default_factory=MIANConfig)
+    plugin: PluginConfig = dataclasses.field(default_factory=PluginConfig)
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    id_dim: int = 64
+    profile_dim: int = 8
+    profile_hash_bins: int = 64
+    transformer: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
+    dropout: float = 0.0
+    init_stddev: float = 0.01
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["click", "order", "cart"])
+    task_weights: list[float] = dataclasses.field(default_factory=list)
+
+    def as_dict(self):
+        """The shared fields and the selected model's block (not the other models')."""
+        out = {k: self._export_config(v) for k, v in self.__dict__.items()
+               if k not in self.RESERVED_ATTR and k not in model_types()}
+        if self.type in model_types():
+            out[self.type] = self._export_config(self.get())
+        return out
+
+    def validate(self) -> None:
+        """Raises ValueError naming the field when the model cannot be built."""
+        if self.type not in model_types():
+            raise ValueError(f"model.type must be one of {model_types()}, got {self.type!r}")
+        p = self.plugin
+        if p.kind not in PLUGIN_KINDS:
+            raise ValueError(f"model.plugin.kind must be one of {PLUGIN_KINDS[1:]} or '' "
+                             f"(none), got {p.kind!r}")
+        if p.init not in PLUGIN_INITS:
+            raise ValueError(f"model.plugin.init must be one of {PLUGIN_INITS}, got {p.init!r}")
+        if p.kind and self.type == "ppm":
+            raise ValueError("the ppm model is what a plug-in is made of: it takes no plug-in "
+                             "(model.plugin.kind='')")
+        if p.kind and p.init != "random" and not p.checkpoint:
+            raise ValueError(f"model.plugin.init={p.init!r} loads a pre-trained {p.kind}: set "
+                             "model.plugin.checkpoint to a ppm_pretrain run folder")
+        if self.head.type not in HEAD_TYPES:
+            raise ValueError(f"model.head.type must be one of {HEAD_TYPES}, got "
+                             f"{self.head.type!r}")
+        tasks = list(self.tasks)
+        if not tasks or len(set(tasks)) != len(tasks):
+            raise ValueError(f"model.tasks must be non-empty and unique, got {tasks}")
+        if self.type == "ppm" and tasks != ["click"]:
+            raise ValueError(f"the ppm model learns click only (PPM §3.1.3), got {tasks}")
+        if self.task_weights and len(self.task_weights) != len(tasks):
+            raise ValueError(f"model.task_weights has {len(self.task_weights)} values for "
+                             f"{len(tasks)} tasks {tasks}")
+
+
+def model_types() -> tuple[str, ...]:
+    """The one-of choices of :class:`ModelConfig` (its sub-config fields)."""
+    return tuple(f.name for f in dataclasses.fields(ModelConfig)
+                 if isinstance(f.default_factory, type)
+                 and f.name not in ("plugin", "head", "transformer"))
