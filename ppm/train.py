@@ -340,6 +340,7 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
         "damaged_checkpoints_skipped": [{"checkpoint": p, "reason": r} for p, r in damaged],
         "cache_coverage": inputs.coverage,
         "replicas": strategy.num_replicas_in_sync,
+        "dtype_policy": model.dtype_policy.name,
         "train_examples_per_second": callback.speeds,
         "seconds": time.perf_counter() - started,
         "final": {k: float(v[-1]) for k, v in history.items()} if history else None,

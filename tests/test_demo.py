@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from ppm import console, demo
 from ppm.data.synthetic import __main__ as synthetic_cli
 
@@ -110,7 +112,7 @@ def test_demo_runs_every_stage_and_reuses_outputs(tmp_path, capfd):
     assert f"{stats['windows']['test']['examples']:,}" in line
     assert "Encoders (held-out query -> item retrieval" in out and "Embedding cache" in out
     # Stages 6-7: PPM pre-trained, URM trained with it and evaluated on the test day.
-    assert "urm (finetune) on test" in out and "oracle AUC" in out
+    assert "urm (plug-in ppm (finetune)) on test" in out and "oracle AUC" in out
     with open(os.path.join(run_dir, "train", "tiny_urm", "config.yaml")) as f:
         assert os.path.join(run_dir, "train", "tiny_ppm_pretrain") in f.read()
     with open(os.path.join(run_dir, "train", "tiny_urm", "metrics.json")) as f:
@@ -132,6 +134,20 @@ def test_demo_runs_every_stage_and_reuses_outputs(tmp_path, capfd):
     assert "Using the existing export" in out and not chatter(out + err)
     assert {p: os.path.getmtime(os.path.join(run_dir, p)) for p in stamps} == stamps
     assert sorted(os.listdir(exports)) == ["1"]  # the same checkpoint is not exported twice
+
+
+# Runs the whole pipeline twice more (the path above, on another world): make test-all.
+@pytest.mark.slow
+def test_demo_on_another_world_replaces_what_it_built(tmp_path, capfd):
+    run_dir = str(tmp_path / "run")
+    args = ["--run_dir", run_dir, "--scale", "tiny", "--seed", "3", "--text_steps", "2",
+            "--image_steps", "3", "--tiny_text", "--preset", "tiny",
+            "--saved_models", str(tmp_path / "saved_models")]
+    exports = tmp_path / "saved_models" / "urm"
+    assert demo.main(args) == 0
+    capfd.readouterr()
+    stamps = {p: os.path.getmtime(os.path.join(run_dir, p)) for p in (
+        "examples/stats.json", "train/tiny_urm/checkpoints/ckpt-4.index")}
     # Another seed is another world: nothing stale is reused. --verbose shows the chatter.
     assert demo.main(args[:5] + ["4"] + args[6:] + ["--verbose"]) == 0
     out, err = capfd.readouterr()

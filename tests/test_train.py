@@ -25,7 +25,7 @@ def ppm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
 def test_ppm_pretraining_writes_a_complete_run(ppm_run):
     run, summary = ppm_run
     assert summary["steps"] == 4 and summary["replicas"] >= 1
-    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) >= ["checkpoint"]
+    assert "checkpoint" in os.listdir(os.path.join(run, "checkpoints"))
     assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-4")
     for name in ("config.yaml", "cache.json", "train_summary.json", "vocab", "logs"):
         assert os.path.exists(os.path.join(run, name)), name
@@ -228,9 +228,16 @@ def test_mixed_precision_and_xla_train_and_evaluate(trainer, ppm_run, tiny_world
     assert summary["steps"] == 4 and np.isfinite(summary["final"]["loss"])
     from tf_keras import mixed_precision
 
+    expected = "mixed_float16" if trainer.get("mixed_precision") else "float32"
+    assert summary["dtype_policy"] == expected
+    # A mixed-precision run trains with a loss-scale optimizer, whose scale is checkpointed.
+    keys = tf.train.load_checkpoint(summary["checkpoint"]).get_variable_to_shape_map()
+    assert any("loss_scale" in k for k in keys) == bool(trainer.get("mixed_precision"))
     assert mixed_precision.global_policy().name == "float32"  # restored after training
     result = evaluate.evaluate_run(run, progress=False)
-    assert 0.0 <= result["tasks"]["click"]["auc"] <= 1.0
+    stats = tiny_examples[1]["windows"]["test"]
+    assert result["examples"] == stats["examples"]
+    assert result["tasks"]["click"]["positives"] == stats["click"] > 0
 
 
 def test_resume_keeps_the_vocabulary_the_model_was_built_from(tiny_world, tiny_examples,

@@ -1,7 +1,7 @@
 """Registered experiments and presets.
 
 An experiment is a model choice (``ppm_pretrain``, ``urm`` and its plug-in modes and
-ablations); a preset sizes it: ``paper`` carries PPM §4.2.3 (MirroredStrategy, global batch
+ablations, each zoo model without and with the PPM plug-in); a preset sizes it: ``paper`` carries PPM §4.2.3 (MirroredStrategy, global batch
 20000, Adam 4e-4 -> 1e-4, N(0, 0.01) initialisation, 64-d id and modal embeddings, 2 layers,
 4 heads), ``demo`` fits a 2-core CPU in minutes, ``tiny`` is for tests and smoke runs. Each is
 registered with ``official.core.exp_factory`` as ``<preset>_<experiment>`` (e.g.
@@ -19,9 +19,12 @@ from official.modeling import hyperparams
 
 from ppm.configs import legacy
 from ppm.configs.definitions import ExperimentConfig, adam_linear_decay
+from ppm.configs.models import model_types
 
 PPM_PLUGIN = {"kind": "ppm", "init": "finetune"}  # the paper's URM: loaded, then fine-tuned
-ZOO = ("wide_deep", "deepfm", "din", "dsin", "mian")  # PPM Table 2's baselines
+# PPM Table 2's baselines: every model type but PPM and URM (a model's config block in
+# ppm/configs/models.py is enough to give it the experiments <model> and <model>_ppm).
+ZOO = tuple(t for t in model_types() if t not in ("ppm", "urm"))
 
 # experiment -> overrides of the preset (a plug-in's checkpoint is set when training: the
 # demo pre-trains one, elsewhere --params_override model.plugin.checkpoint=RUN)

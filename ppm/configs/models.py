@@ -240,4 +240,5 @@ def model_types() -> tuple[str, ...]:
     """The one-of choices of :class:`ModelConfig` (its sub-config fields)."""
     return tuple(f.name for f in dataclasses.fields(ModelConfig)
                  if isinstance(f.default_factory, type)
+                 and issubclass(f.default_factory, hyperparams.Config)
                  and f.name not in ("plugin", "head", "transformer"))
