@@ -148,11 +148,12 @@ def table(results: dict) -> str:
     for model in models + ["average"]:
         names = models if model == "average" else [model]
 
-        def vals(plugin, col, names=names):
+        def vals(plugin, col, model=model, names=names):
+            """Per seed for one model; per model (means over seeds) for the average."""
             w, t, k = col
-            per_model = [_mean(_values(results, n, plugin, w, t, k)) for n in names]
             if model != "average":
                 return _values(results, model, plugin, w, t, k)
+            per_model = [_mean(_values(results, n, plugin, w, t, k)) for n in names]
             return [v for v in per_model if v is not None]
 
         label = "Average" if model == "average" else NAMES.get(model, model)
