@@ -5,7 +5,8 @@ ablations, each zoo model without and with the PPM plug-in); a preset sizes it: 
 carries PPM §4.2.3 (MirroredStrategy, global batch 20000, Adam 4e-4 -> 1e-4, N(0, 0.01)
 initialisation, 64-d id and modal embeddings, 2 layers, 4 heads), ``demo`` fits a 2-core
 CPU in minutes, ``tiny`` is for tests and smoke runs. Each is registered with
-``official.core.exp_factory`` as ``<preset>_<experiment>`` (e.g. ``paper_urm``). Presets derive from one another, so no config is copied.
+``official.core.exp_factory`` as ``<preset>_<experiment>`` (e.g. ``paper_urm``). Presets
+derive from one another, so no config is copied.
 """
 
 from __future__ import annotations
