@@ -182,7 +182,7 @@ def dataset_tasks(config) -> tuple[list[str], str] | None:
 
 
 def restrict_to_dataset_tasks(config) -> list[str]:
-    """Drops from ``model.tasks`` (and ``task_weights``) the labels the data does not have.
+    """Drops from ``model.tasks`` (and its per-task lists) the labels the data does not have.
 
     A dataset lists the labels that carry information (``dataset.json`` ``tasks``, copied into
     the examples' ``stats.json``: e.g. ``[click]`` for MIND, ``[click, order]`` for MovieLens and
@@ -203,10 +203,11 @@ def restrict_to_dataset_tasks(config) -> list[str]:
         return []
     if not keep:
         raise ValueError(f"the model learns {tasks}, the data has only {have} ({source})")
-    weights = list(config.model.task_weights)
     override = {"tasks": keep}
-    if weights:
-        override["task_weights"] = [w for t, w in zip(tasks, weights) if t in have]
+    for name in ("task_weights", "task_losses"):  # per-task lists follow their tasks
+        values = list(getattr(config.model, name))
+        if values:
+            override[name] = [v for t, v in zip(tasks, values) if t in have]
     config.override({"model": override})
     logger.warning("The data has no %s labels (%s lists %s): learning %s only", dropped,
                    source, have, keep)

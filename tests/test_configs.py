@@ -120,3 +120,16 @@ def test_the_optimizer_comes_from_the_config(override, cls, expected):
     schedule = opt._learning_rate  # noqa: SLF001 - the schedule (or a constant's variable)
     rates = [float(schedule(s)) if callable(schedule) else float(schedule) for s in (0, 2, 4)]
     assert rates == pytest.approx(expected)
+
+
+def test_task_losses_are_known_to_the_config_and_to_ppm_losses():
+    from ppm import losses
+    from ppm.configs import models
+
+    assert set(models.TASK_LOSSES) == set(losses.LOSSES)
+    c = configs.resolve("din", "demo", params_override="model.task_losses=[bce,bce,bce]")
+    assert c.task_losses() == {"click": "bce", "order": "bce", "cart": "bce"}
+    with pytest.raises(ValueError, match="task_losses"):
+        configs.resolve("din", "demo", params_override="model.task_losses=[bce]")
+    with pytest.raises(ValueError, match="not losses"):
+        configs.resolve("din", "demo", params_override="model.task_losses=[bce,hinge,bce]")

@@ -277,3 +277,27 @@ def test_length_in_passes_over_the_window(tiny_world, tiny_examples, tiny_cache,
     assert configs.read_run_config(run).trainer.train_steps == steps  # recorded, resolved
     # The demo preset is one pass, whatever the dataset.
     assert configs.get_config("urm", "demo").trainer.train_passes == 1.0
+
+
+def test_training_does_not_import_the_demo():
+    # Training resolves a config and trains; the demo owns staging (no train <-> demo cycle).
+    import subprocess
+    import sys
+
+    code = ("import sys, ppm.train; bad = [m for m in ('ppm.demo',) if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    import ast
+
+    tree = ast.parse(open(train.__file__).read())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names} | {n.module for n in ast.walk(tree)
+                                     if isinstance(n, ast.ImportFrom) and n.module}
+    assert "demo" not in imported and "ppm.demo" not in imported
+
+
+def test_cli_without_data_paths_says_to_build_the_demo(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make demo"):
+        train.main(["--experiment", "urm_wo_ppm", "--preset", "tiny", "--run_root",
+                    str(tmp_path / "nothing"), "--model_dir", str(tmp_path / "run")])
+    assert not os.path.exists(tmp_path / "run")

@@ -118,6 +118,11 @@ class ExperimentConfig(hyperparams.Config):
         weights = list(self.model.task_weights) or [1.0] * len(self.model.tasks)
         return dict(zip(self.model.tasks, weights))
 
+    def task_losses(self) -> dict:
+        """``{task: loss name}`` (:mod:`ppm.losses`)."""
+        names = list(self.model.task_losses) or ["bce"] * len(self.model.tasks)
+        return dict(zip(self.model.tasks, names))
+
     def validate(self) -> None:
         """Raises ValueError naming the field when the config cannot be trained."""
         t, d = self.trainer, self.data

@@ -17,6 +17,7 @@ import dataclasses
 from official.modeling import hyperparams
 
 PLUGIN_KINDS = ("", "ppm")  # "": no plug-in
+TASK_LOSSES = ("bce",)  # ppm.losses.LOSSES (configs import no TensorFlow)
 PLUGIN_INITS = ("random", "frozen", "finetune")
 HEAD_TYPES = ("mmoe", "mlp")
 
@@ -178,6 +179,8 @@ class ModelConfig(hyperparams.OneOfConfig):
       init_stddev: N(0, s) initialisation of every embedding and kernel (PPM: 0.01).
       tasks: labels to learn (``ppm`` learns ``click`` only).
       task_weights: loss weight of each task, same order as ``tasks`` (empty: 1.0 each).
+      task_losses: the loss of each task (:mod:`ppm.losses`), same order as ``tasks`` (empty:
+        ``bce`` each, binary cross-entropy on logits, PPM Eq. 6).
     """
 
     type: str = "urm"
@@ -198,6 +201,7 @@ class ModelConfig(hyperparams.OneOfConfig):
     init_stddev: float = 0.01
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["click", "order", "cart"])
     task_weights: list[float] = dataclasses.field(default_factory=list)
+    task_losses: list[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self):
         """The shared fields and the selected model's block (not the other models')."""
@@ -231,9 +235,14 @@ class ModelConfig(hyperparams.OneOfConfig):
             raise ValueError(f"model.tasks must be non-empty and unique, got {tasks}")
         if self.type == "ppm" and tasks != ["click"]:
             raise ValueError(f"the ppm model learns click only (PPM §3.1.3), got {tasks}")
-        if self.task_weights and len(self.task_weights) != len(tasks):
-            raise ValueError(f"model.task_weights has {len(self.task_weights)} values for "
-                             f"{len(tasks)} tasks {tasks}")
+        for name in ("task_weights", "task_losses"):
+            values = getattr(self, name)
+            if values and len(values) != len(tasks):
+                raise ValueError(f"model.{name} has {len(values)} values for {len(tasks)} "
+                                 f"tasks {tasks}")
+        bad = [x for x in self.task_losses if x not in TASK_LOSSES]
+        if bad:
+            raise ValueError(f"model.task_losses: {bad} are not losses ({TASK_LOSSES})")
 
 
 def model_types() -> tuple[str, ...]:

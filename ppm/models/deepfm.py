@@ -79,4 +79,5 @@ def build(config, inputs, parts) -> Ranker:
         init_stddev=m.init_stddev, name="deepfm")
     return Ranker(parts.fields(), backbone, parts.head(), parts.task_weights,
                   plugin=parts.plugin(), global_batch_size=parts.global_batch_size,
+                  task_losses=parts.task_losses,
                   name="deepfm")

@@ -55,4 +55,5 @@ def build(config, inputs, parts) -> Ranker:
                                 name="attention")
     return Ranker(parts.fields(), DINBackbone(attention, name="din"), parts.head(),
                   parts.task_weights, plugin=parts.plugin(),
-                  global_batch_size=parts.global_batch_size, name="din")
+                  global_batch_size=parts.global_batch_size,
+                  task_losses=parts.task_losses, name="din")

@@ -102,4 +102,5 @@ def build(config, inputs, parts) -> Ranker:
                             name="dsin")
     return Ranker(parts.fields(), backbone, parts.head(), parts.task_weights,
                   plugin=parts.plugin(), global_batch_size=parts.global_batch_size,
+                  task_losses=parts.task_losses,
                   name="dsin")

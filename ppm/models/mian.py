@@ -76,4 +76,5 @@ def build(config, inputs, parts) -> Ranker:
         intermediate_size=m.mian.intermediate_size, dropout=m.transformer.dropout,
         init_stddev=m.init_stddev, name="mian")
     return Ranker(fields, backbone, parts.head(), parts.task_weights, plugin=parts.plugin(),
-                  global_batch_size=parts.global_batch_size, name="mian")
+                  global_batch_size=parts.global_batch_size,
+                  task_losses=parts.task_losses, name="mian")

@@ -37,6 +37,10 @@ class Parts:
         return self.config.task_weights()
 
     @property
+    def task_losses(self) -> dict:
+        return self.config.task_losses()
+
+    @property
     def global_batch_size(self) -> int:
         return self.config.data.global_batch_size
 

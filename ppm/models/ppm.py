@@ -47,7 +47,7 @@ class PPM(RankingModel):
 
     def get_config(self):
         config = super().get_config()
-        del config["task_weights"]  # always {"click": 1.0}
+        del config["task_weights"], config["task_losses"]  # always click, BCE
         return {**config, "ppm": keras.layers.serialize(self.ppm),
                 "head_units": self.head_units, "dropout": self.dropout,
                 "init_stddev": self.init_stddev}

@@ -1,10 +1,12 @@
 """The ranking model base: one TFRS ranking task per label, losses scaled for MirroredStrategy.
 
 Models output logits ``{task: [B]}``; :meth:`RankingModel.probabilities` applies the sigmoid.
-Each task is a ``tfrs.tasks.Ranking`` with binary cross-entropy on logits (PPM Eq. 6) and an
-AUC metric. Under ``tf.distribute`` every replica sums its examples' losses and divides by the
-*global* batch size, so the all-reduced gradient is the gradient of the global mean loss and
-one replica or many give the same step (tested on 2 logical CPU devices).
+Each task is a ``tfrs.tasks.Ranking`` that owns its loss and its AUC metric: the task's label
+is the example's feature of the same name, its loss is named by ``model.task_losses``
+(:mod:`ppm.losses`; binary cross-entropy on logits, PPM Eq. 6, by default) and its weight by
+``model.task_weights``. Under ``tf.distribute`` every replica sums its examples' losses and
+divides by the *global* batch size, so the all-reduced gradient is the gradient of the global
+mean loss and one replica or many give the same step (tested on 2 logical CPU devices).
 """
 
 from __future__ import annotations
@@ -14,6 +16,28 @@ from collections.abc import Mapping
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
+
+from ppm import losses
+
+
+class TaskLoss(keras.losses.Loss):
+    """A :mod:`ppm.losses` per-example loss as a Keras 2 loss, summed over the batch (each
+    replica's sum is divided by the global batch in :meth:`RankingModel.compute_loss`).
+
+    Args:
+      loss: its name in :data:`ppm.losses.LOSSES` (e.g. ``bce``).
+    """
+
+    def __init__(self, loss: str = "bce", **kwargs):
+        kwargs.setdefault("name", loss)
+        super().__init__(reduction=keras.losses.Reduction.SUM, **kwargs)
+        self.loss, self.fn = loss, losses.get(loss)
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "loss": self.loss}
 
 
 @keras.utils.register_keras_serializable(package="ppm")
@@ -31,7 +55,8 @@ class RankingModel(tfrs.Model):
 
     extra_inputs: tuple = ()
 
-    def __init__(self, task_weights: Mapping[str, float], global_batch_size: int, **kwargs):
+    def __init__(self, task_weights: Mapping[str, float], global_batch_size: int,
+                 task_losses: Mapping[str, str] | None = None, **kwargs):
         super().__init__(**kwargs)
         if not task_weights:
             raise ValueError("a ranking model needs at least one task")
@@ -39,10 +64,14 @@ class RankingModel(tfrs.Model):
             raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
         self.task_weights = {str(k): float(v) for k, v in task_weights.items()}
         self.global_batch_size = int(global_batch_size)
+        task_losses = dict(task_losses or {})
+        unknown = sorted(set(task_losses) - set(self.task_weights))
+        if unknown:
+            raise ValueError(f"task_losses names tasks the model does not learn: {unknown}")
+        self.task_losses = {t: str(task_losses.get(t, "bce")) for t in self.task_weights}
         self.ranking_tasks = [
             tfrs.tasks.Ranking(
-                loss=keras.losses.BinaryCrossentropy(
-                    from_logits=True, reduction=keras.losses.Reduction.SUM),
+                loss=TaskLoss(self.task_losses[task]),
                 metrics=[keras.metrics.AUC(from_logits=True, name=f"{task}_auc")],
                 name=f"{task}_task")
             for task in self.task_weights]
@@ -54,7 +83,8 @@ class RankingModel(tfrs.Model):
         "Model's `__init__()` arguments contain non-serializable objects" at every export.
         """
         return {"name": self.name, "task_weights": dict(self.task_weights),
-                "global_batch_size": self.global_batch_size}
+                "global_batch_size": self.global_batch_size,
+                "task_losses": dict(self.task_losses)}
 
     @property
     def task_names(self) -> list[str]:

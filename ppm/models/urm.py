@@ -98,4 +98,5 @@ def build(config, inputs, parts) -> URM:
                parts.head(name="mmoe"), parts.task_weights,
                profile_features=inputs.schema.profile_features,
                profile_hash_bins=m.profile_hash_bins, profile_dim=m.profile_dim,
-               init_stddev=m.init_stddev, global_batch_size=parts.global_batch_size, name=name)
+               init_stddev=m.init_stddev, global_batch_size=parts.global_batch_size,
+               task_losses=parts.task_losses, name=name)

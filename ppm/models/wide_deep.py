@@ -107,4 +107,5 @@ def build(config, inputs, parts) -> Ranker:
         max_history=config.data.max_history, init_stddev=m.init_stddev, name="wide_deep")
     return Ranker(parts.fields(), backbone, parts.head(), parts.task_weights,
                   plugin=parts.plugin(), global_batch_size=parts.global_batch_size,
+                  task_losses=parts.task_losses,
                   name="wide_deep")
