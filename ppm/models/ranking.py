@@ -115,15 +115,16 @@ class RankingModel(tfrs.Model):
         return logs
 
     def enable_xla(self) -> None:
-        """XLA-compiles the dense layers (transformers, MMoE, CTR head) of a built model.
+        """XLA-compiles the dense layers (transformers, multi-task heads, CTR head) of a built
+        model.
 
         String lookups (hash tables) cannot be compiled, so the whole step is not; each dense
         block becomes a ``tf.function(jit_compile=True)`` instead.
         """
-        from ppm.layers import MLP, BehaviorTransformer, MMoE
+        from ppm.layers import MLP, BehaviorTransformer, MMoE, SharedBottom
 
         for layer in self._flatten_modules():
-            if isinstance(layer, (BehaviorTransformer, MMoE)) or (
+            if isinstance(layer, (BehaviorTransformer, MMoE, SharedBottom)) or (
                     isinstance(layer, MLP) and layer.name == "ctr_head"):
                 layer.call = tf.function(layer.call, jit_compile=True, reduce_retracing=True)
 

@@ -129,3 +129,15 @@ def test_dsin_refuses_examples_without_sessions(inputs, tiny_world, tiny_example
                                                                  sessions=False))
     with pytest.raises(ValueError, match="rebuild them"):
         build_model(tiny_config("dsin", tiny_world, tiny_examples, tiny_cache), old)
+
+
+def test_the_head_is_a_setting(inputs, tiny_world, tiny_examples, tiny_cache):
+    from ppm.layers import MMoE, SharedBottom
+
+    (feats, _), _ = one_batch(tiny_examples)
+    for head, cls in (("mmoe", MMoE), ("mlp", SharedBottom)):
+        c = tiny_config("din", tiny_world, tiny_examples, tiny_cache,
+                        model={"head": {"type": head}})
+        model = build_model(c, inputs)
+        assert isinstance(model.head, cls)
+        assert sorted(model(feats)) == ["cart", "click", "order"]
