@@ -56,6 +56,10 @@ NUM_RECENCY_BUCKETS = len(RECENCY_BUCKET_EDGES_S) + 1
 # DSIN §4.1: behaviours more than 30 minutes apart belong to different sessions.
 SESSION_GAP_S = 1800
 HIST_SESSION = "hist_session"
+# Model inputs that only some models read (``RankingModel.extra_inputs``): a model's serving
+# signature asks for them only if it reads them, and the client ignores them in a request to a
+# model that does not, so one request format serves every model.
+OPTIONAL_INPUTS = (HIST_SESSION,)
 
 
 @dataclasses.dataclass(frozen=True)

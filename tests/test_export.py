@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import ppm  # noqa: F401
-from ppm import checkpoints, evaluate, export, features
-from tests.ranking_fixtures import one_batch
+from ppm import checkpoints, evaluate, export
+from tests.ranking_fixtures import one_batch, serving_names
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def urm_run(tiny_urm_run):
 
 
 def _inputs(batch, schema):
-    return {k: batch[k] for k in features.model_input_names(schema)}
+    return {k: batch[k] for k in serving_names(schema)}
 
 
 def test_export_round_trip_versions_and_warmup(urm_run, tiny_examples, tmp_path):
@@ -69,7 +69,7 @@ def test_export_round_trip_versions_and_warmup(urm_run, tiny_examples, tmp_path)
         request = log.predict_log.request
         assert request.model_spec.name == "urm"
         args = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        assert set(args) == set(features.model_input_names(schema))
+        assert set(args) == set(serving_names(schema))
         out = serve(**{k: tf.constant(v) for k, v in args.items()})
         assert out["p_click"].shape == (1,)
 

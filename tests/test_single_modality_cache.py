@@ -14,12 +14,12 @@ import tensorflow as tf
 
 import ppm  # noqa: F401
 from beam_jobs import embed_items
-from ppm import evaluate, export, features, train
+from ppm import evaluate, export, train
 from ppm.data import cache
 from ppm.layers import CachedItemEmbedding
 from tests.beam_jobs.test_embed_items import DIM, _small_world, write_fake_encoder
 from tests.conftest import CACHE_DIM, write_fake_cache
-from tests.ranking_fixtures import one_batch, tiny_config
+from tests.ranking_fixtures import one_batch, serving_names, tiny_config
 
 ONE = [("text",), ("image",)]
 # Training on an image-only cache repeats the text-only path with the other column block.
@@ -137,7 +137,7 @@ def test_ppm_and_urm_train_predict_and_export(modalities, tiny_world, tiny_examp
 
     version = export.export(run, "urm", str(tmp_path / "saved_models"))
     serve = tf.saved_model.load(version).signatures[export.SIGNATURE]
-    got = serve(**{k: feats[k] for k in features.model_input_names(schema)})
+    got = serve(**{k: feats[k] for k in serving_names(schema)})
     for task, p in expected.items():
         np.testing.assert_allclose(got[f"p_{task}"].numpy(), p.numpy(), rtol=1e-5, atol=1e-6)
 

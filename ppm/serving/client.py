@@ -41,6 +41,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
+from ppm.features import OPTIONAL_INPUTS
 from ppm.serving import tensors
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -101,7 +102,8 @@ def ranking_features(request: Mapping, signature_inputs: Mapping[str, tuple]) ->
         if set(c) != fields:
             raise ValueError(f"candidate {i} has fields {sorted(c)}, candidate 0 has "
                              f"{sorted(fields)}: give every candidate the same fields")
-    unknown = sorted((set(user) | fields) - set(signature_inputs))
+    # Optional inputs (DSIN's hist_session) that this model does not read are ignored.
+    unknown = sorted((set(user) | fields) - set(signature_inputs) - set(OPTIONAL_INPUTS))
     if unknown:
         raise ValueError(f"fields {unknown} are not inputs of the model "
                          f"(inputs: {sorted(signature_inputs)})")
@@ -188,10 +190,13 @@ class Client:
     def predict(self, features: Mapping[str, Sequence], output_filter=()) -> dict:
         """Scores a feature dict; returns ``{output: np.ndarray}``.
 
-        Values are cast to the signature's dtypes (so JSON lists work). Raises ValueError
-        for a name that is not an input; the server answers the rest.
+        Values are cast to the signature's dtypes (so JSON lists work). Optional inputs
+        (``ppm.features.OPTIONAL_INPUTS``) the model does not read are left out. Raises
+        ValueError for another name that is not an input; the server answers the rest.
         """
         spec = self.signature_inputs()
+        features = {k: v for k, v in features.items()
+                    if k in spec or k not in OPTIONAL_INPUTS}
         unknown = sorted(set(features) - set(spec))
         if unknown:
             raise ValueError(f"{unknown} are not inputs of {self.model} "

@@ -5,8 +5,8 @@ import os
 import pytest
 
 import ppm  # noqa: F401
-from ppm import export, features
-from tests.ranking_fixtures import one_batch
+from ppm import export
+from tests.ranking_fixtures import one_batch, serving_names
 
 
 @pytest.fixture(scope="module")
@@ -19,4 +19,4 @@ def exported(tiny_urm_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def request_features(tiny_examples):
     (feats, _), schema = one_batch(tiny_examples, 16, "test")
-    return {k: feats[k].numpy() for k in features.model_input_names(schema)}, feats
+    return {k: feats[k].numpy() for k in serving_names(schema)}, feats

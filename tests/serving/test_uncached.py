@@ -10,12 +10,12 @@ import pytest
 import tensorflow as tf
 
 import ppm  # noqa: F401
-from ppm import evaluate, export, features, train
+from ppm import evaluate, export, train
 from ppm.data import cache, canonical
 from ppm.encoders import contract
 from ppm.layers.embedding_cache import CachedItemEmbedding
 from ppm.serving import uncached
-from tests.ranking_fixtures import one_batch, tiny_config
+from tests.ranking_fixtures import one_batch, serving_names, tiny_config
 
 DIM, BUCKETS = 4, 101
 
@@ -82,7 +82,7 @@ def test_uncached_scores_equal_the_cached_model(world, tiny_examples):
     path = uncached.export_uncached(run, "urm_uncached", base, text, image, items_path)
     in_path = tf.saved_model.load(path).signatures["serving_default"]
     (feats, _), schema = one_batch(tiny_examples, 32, "test")
-    inputs = {k: feats[k] for k in features.model_input_names(schema)}
+    inputs = {k: feats[k] for k in serving_names(schema)}
     inputs["item_id"] = tf.concat([inputs["item_id"][:-1], ["never-seen-item"]], 0)
     a, c = cached(**inputs), in_path(**inputs)
     for k in ("p_click", "p_order", "p_cart"):
