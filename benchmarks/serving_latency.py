@@ -267,7 +267,8 @@ def in_process(run_root: str, presets: list[str], ranking: dict, n: int) -> dict
             config.override({"data": configs.data_paths(run_root)})
             inputs = factory.load_inputs(config)
             spec = {k: (v.dtype, [-1] * len(v.shape))
-                    for k, v in export.input_signature(inputs.schema).items()}
+                    for k, v in export.input_signature(export.serving_schema(
+                        factory.build_model(config, inputs), inputs.schema)).items()}
             feats = {k: tf.constant(v) for k, v in
                      client.ranking_features(ranking, spec).items()}
             for xla in (False, True):
@@ -275,7 +276,7 @@ def in_process(run_root: str, presets: list[str], ranking: dict, n: int) -> dict
                 model(factory.dummy_features(inputs.schema))
                 if xla:
                     model.enable_xla()
-                module = export.ServingModule(model, inputs.schema)
+                module = export.ServingModule(model, export.serving_schema(model, inputs.schema))
                 row[name + ("_xla" if xla else "")] = median_ms(module.serve, feats)
                 if name == "urm" and not xla:
                     row["idsm_module"] = median_ms(tf.function(model.idsm), feats)

@@ -98,8 +98,8 @@ def export_uncached(run_dir: str, name: str, base_dir: str, text_encoder: str,
     final = os.path.join(model_dir, str(version))
     if tf.io.gfile.exists(final):
         raise FileExistsError(f"{final} exists")
-    module = UncachedServingModule(model, inputs.schema, text_encoder, image_encoder,
-                                   items_path)
+    module = UncachedServingModule(model, export.serving_schema(model, inputs.schema),
+                                   text_encoder, image_encoder, items_path)
     tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
     try:
         # Saving traces the signature again (in a save context): the encoders must be in the
