@@ -105,6 +105,8 @@ def test_two_replicas_give_the_same_step_as_one(tiny_world, tiny_examples, tiny_
         np.testing.assert_allclose(g2, g1, rtol=1e-4, atol=1e-7)
 
 
+# Every training test runs on the 2 logical CPUs (mirrored); this one only says so: slow.
+@pytest.mark.slow
 def test_two_replica_training_runs(tiny_world, tiny_examples, tiny_cache, tmp_path):
     c = tiny_config("urm_wo_ppm", tiny_world, tiny_examples, tiny_cache)
     summary = train.train(c, str(tmp_path / "run"), strategy=distribute.strategy("mirrored"),
@@ -117,7 +119,8 @@ def _by_name(layer):
     return {w.name.split("/", 1)[1]: w.numpy() for w in layer.weights}
 
 
-@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+# Fine-tuning a loaded plug-in is also what tests/models/test_zoo_training.py runs: slow here.
+@pytest.mark.parametrize("mode", ["frozen", pytest.param("finetune", marks=pytest.mark.slow)])
 def test_ppm_plug_in_is_loaded_then_frozen_or_trained(mode, ppm_run, tiny_world,
                                                        tiny_examples, tiny_cache, tmp_path):
     run, _ = ppm_run

@@ -22,11 +22,14 @@ def ppm_dir(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
 
 
 def _train_and_export(experiment, ppm_dir, tiny_world, tiny_examples, tiny_cache, root):
+    # Two steps (one checkpoint loop): enough to move every weight, and the test's cost is
+    # tracing, not steps.
     c = tiny_config(experiment, tiny_world, tiny_examples, tiny_cache,
-                    model={"plugin": {"checkpoint": ppm_dir}})
+                    model={"plugin": {"checkpoint": ppm_dir}},
+                    trainer={"train_steps": 2, "checkpoint_interval": 2})
     run = os.path.join(root, experiment)
     summary = train.train(c, run, verbose=0)
-    assert summary["replicas"] == 2 and summary["steps"] == 4
+    assert summary["replicas"] == 2 and summary["steps"] == 2
     assert summary["experiment"]["plugin"] == c.model.plugin.describe()
     assert np.isfinite(summary["final"]["loss"])
     return run, export.export(run, experiment, os.path.join(root, "saved_models"))
@@ -39,13 +42,14 @@ def zoo_exports(ppm_dir, tiny_world, tiny_examples, tiny_cache, tmp_path_factory
                                  root) for m in configs.ZOO}
 
 
-def _check_served(runs, tiny_examples):
+def _check_served(runs, tiny_examples, models=None):
     (feats, _), schema = one_batch(tiny_examples, 8, "test")
     protos = [servables.model_config(name, os.path.dirname(version))
               for name, (_, version) in runs.items()]
+    models = models or {name: evaluate.load_model(run)[:2] for name, (run, _) in runs.items()}
     with server.Server(protos, port=0, host="127.0.0.1", poll_seconds=0) as srv:
-        for name, (run, _) in runs.items():
-            model, inputs, _ = evaluate.load_model(run)
+        for name in runs:
+            model, inputs = models[name]
             expected = model.probabilities(feats)
             wanted = export.input_signature(export.serving_schema(model, inputs.schema))
             with client.Client(srv.target, name, timeout=60) as c:
@@ -58,15 +62,17 @@ def _check_served(runs, tiny_examples):
 
 def test_every_zoo_model_with_ppm_trains_exports_and_is_served(zoo_exports, ppm_dir,
                                                                tiny_examples):
+    pretrained, _, _ = evaluate.load_model(ppm_dir)
+    before = {w.name.split("/", 1)[1]: w.numpy() for w in pretrained.ppm.trainable_weights}
+    models = {}
     for name, (run, _) in zoo_exports.items():
-        model, _, _ = evaluate.load_model(run)
+        models[name] = evaluate.load_model(run)[:2]
         # Fine-tuned from the pre-trained module: it moved away from the loaded weights.
-        pretrained, _, _ = evaluate.load_model(ppm_dir)
-        before = {w.name.split("/", 1)[1]: w.numpy() for w in pretrained.ppm.trainable_weights}
-        after = {w.name.split("/", 1)[1]: w.numpy() for w in model.plugin.trainable_weights}
+        after = {w.name.split("/", 1)[1]: w.numpy()
+                 for w in models[name][0].plugin.trainable_weights}
         assert sorted(before) == sorted(after), name
         assert any(not np.array_equal(before[k], after[k]) for k in before), name
-    _check_served(zoo_exports, tiny_examples)
+    _check_served(zoo_exports, tiny_examples, models)
 
 
 # The same path without the plug-in: what the w. PPM test runs minus the plug-in.
