@@ -22,7 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ppm.layers.hash_embedding import HashEmbedding
-from ppm.models.modules import HIST, ItemIdEmbedding
+from ppm.models.modules import HIST, ItemIdEmbedding, recent_history
 
 
 @keras.utils.register_keras_serializable(package="ppm")
@@ -73,12 +73,7 @@ class FieldEmbedding(keras.layers.Layer):
         return self.items.dim
 
     def call(self, features):
-        feats = dict(features)
-        hist_len = tf.cast(feats["hist_len"], tf.int32)
-        if self.max_history:
-            for key in [k for k in feats if k.startswith(HIST) and k != "hist_len"]:
-                feats[key] = feats[key][:, :self.max_history]
-            hist_len = tf.minimum(hist_len, self.max_history)
+        feats, hist_len = recent_history(features, self.max_history)
         target = self.items.fields(feats)
         history = self.items.fields(feats, HIST)
         mask = tf.sequence_mask(hist_len, tf.shape(history)[1])

@@ -27,6 +27,18 @@ HIST = "hist_"
 NUM_FLAG_STATES = 4  # has_title + 2 * has_image
 
 
+def recent_history(features, max_history: int = 0):
+    """``(features, hist_len int32 [B])`` with every history feature cut to the
+    ``max_history`` most recent items (0: all) and ``hist_len`` capped to match."""
+    feats = dict(features)
+    hist_len = tf.cast(feats["hist_len"], tf.int32)
+    if max_history:
+        for key in [k for k in feats if k.startswith(HIST) and k != "hist_len"]:
+            feats[key] = feats[key][:, :max_history]
+        hist_len = tf.minimum(hist_len, max_history)
+    return feats, hist_len
+
+
 @keras.utils.register_keras_serializable(package="ppm")
 class ItemIdEmbedding(keras.layers.Layer):
     """``[E_sku | E_shop | E_brand | E_category]`` of target or history items (Eq. 7).
@@ -150,12 +162,7 @@ class SequenceModule(keras.layers.Layer):
         return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
     def call(self, features, training=None):
-        feats = dict(features)
-        hist_len = tf.cast(feats["hist_len"], tf.int32)
-        if self.max_history:
-            for key in [k for k in feats if k.startswith(HIST) and k != "hist_len"]:
-                feats[key] = feats[key][:, :self.max_history]
-            hist_len = tf.minimum(hist_len, self.max_history)
+        feats, hist_len = recent_history(features, self.max_history)
         return self.transformer({
             "history": self._embed(feats, HIST),
             "target": self._embed(feats, ""),
