@@ -36,6 +36,23 @@ from ppm.models import factory
 
 logger = logging.getLogger(__name__)
 META = ("request_id", "user_id", "item_id", "item_freq", "position")
+BOOTSTRAP_SEED = 0
+
+
+def write_scores(run_dir: str, split: str, scored: dict, tasks) -> str:
+    """Writes ``<run>/scores_<split>.npz`` (labels, probabilities, users, requests, item
+    frequencies of every example, in example order) for paired comparisons of two runs on the
+    same examples (``benchmarks/table3.py``); returns its path."""
+    path = os.path.join(run_dir, f"scores_{split}.npz")
+    keep = [f"p_{t}" for t in tasks] + [f"label_{t}" for t in tasks] + list(META)
+    np.savez_compressed(path, **{k: scored[k] for k in keep})
+    return path
+
+
+def read_scores(path: str) -> dict:
+    """The arrays :func:`write_scores` wrote."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
 def load_model(run_dir: str, config=None):
@@ -163,6 +180,9 @@ def evaluate_run(run_dir: str, split: str | None = None, progress: bool = True) 
     scored = score(model, files, inputs.schema, config.trainer.eval_batch_size, progress,
                    serving_position=DEFAULT_POSITION)
     tasks = model.task_names
+    # One draw of users for every row (and, by its fixed seed, for every run scored on the
+    # same examples), so the error bars of two models are comparable.
+    boot = metrics.Bootstrap(scored["user_id"], seed=BOOTSTRAP_SEED)
     dataset = config.data.dataset
     meta = None
     if dataset and os.path.exists(os.path.join(dataset, canonical.DATASET_FILE)):
@@ -177,7 +197,7 @@ def evaluate_run(run_dir: str, split: str | None = None, progress: bool = True) 
                           (f"served_p_{t}", result["at_serving_position"]["tasks"])):
             into[t] = metrics.task_metrics(
                 scored[f"label_{t}"], scored[key], scored["user_id"], scored["request_id"],
-                scored["item_freq"])
+                scored["item_freq"], bootstrap=boot)
     result["position_baseline"] = position_baseline(scored, tasks, result["positions"])
     if meta is not None:
         window = meta.window(split)
@@ -185,7 +205,10 @@ def evaluate_run(run_dir: str, split: str | None = None, progress: bool = True) 
         if oracle is not None:
             result["oracle"] = {t: metrics.task_metrics(
                 scored[f"label_{t}"], oracle[t], scored["user_id"], scored["request_id"],
-                scored["item_freq"]) for t in tasks}
+                scored["item_freq"], bootstrap=boot) for t in tasks}
+    result["bootstrap"] = {"over": "users", "replicates": len(boot.counts),
+                           "seed": BOOTSTRAP_SEED}
+    result["scores"] = write_scores(run_dir, split, scored, tasks)
     names = [f"metrics_{split}.json"] + (["metrics.json"] if split == config.data.eval_window
                                          else [])
     for name in names:
@@ -205,13 +228,13 @@ def format_table(result: dict) -> str:
     lines = [f"{result['model']} (plug-in {plugin}) on {result['split']}: "
              f"{result['examples']:,} examples"
              + (f"; positions: {positions}" if positions else ""),
-             f"  {'task':<7}{'scores':<18}{'AUC':>8}{'GAUC':>8}{'P@2':>8}{'logloss':>9}"
+             f"  {'task':<7}{'scores':<18}{'AUC (± SE)':>16}{'GAUC':>8}{'P@2':>8}{'logloss':>9}"
              f"{'positives':>10}{'oracle AUC':>12}"]
     served = result.get("at_serving_position") or {}
     baseline = result.get("position_baseline") or {}
 
     def row(t, name, m, oracle=None):
-        return (f"  {t:<7}{name:<18}{_fmt(m['auc']):>8}{_fmt(m['gauc']):>8}"
+        return (f"  {t:<7}{name:<18}{_auc(m):>16}{_fmt(m['gauc']):>8}"
                 f"{_fmt(m['p@2']):>8}{_fmt(m['logloss']):>9}{m['positives']:>10,}"
                 f"{_fmt(oracle):>12}")
 
@@ -223,11 +246,31 @@ def format_table(result: dict) -> str:
             lines.append(row(t, "position only", baseline["tasks"][t]))
     if baseline.get("note"):
         lines.append(f"  position only: {baseline['note']}")
-    lines.append("  AUC by target-item frequency in train_large (click):")
-    buckets = result["tasks"][next(iter(result["tasks"]))]["auc_by_frequency"]
-    lines.append("    " + "  ".join(f"{b}: {_fmt(v['auc'])} ({v['examples']:,})"
-                                    for b, v in buckets.items()))
+    first = next(iter(result["tasks"]))
+    lines.append(f"  AUC (± SE) by target-item frequency in train_large ({first}):")
+    buckets = result["tasks"][first]["auc_by_frequency"]
+    for b, v in buckets.items():
+        few = few_positives(v)
+        lines.append(f"    seen {b + 'x':<7}{_auc(v):>16}  {v['examples']:>9,} examples "
+                     f"{v['positives']:>7,} positives" + (f"  ({few})" if few else ""))
+    if result.get("bootstrap"):
+        lines.append(f"  SE: bootstrap over {result['bootstrap']['over']} "
+                     f"({result['bootstrap']['replicates']} replicates)")
     return "\n".join(lines)
+
+
+def _auc(m: dict) -> str:
+    se = m.get("auc_se")
+    return _fmt(m["auc"]) + (f" ± {se:.4f}" if se is not None else "")
+
+
+def few_positives(bucket: dict, minimum: int = metrics.MIN_POSITIVES) -> str | None:
+    """A warning when a bucket holds too few positives or negatives to read its AUC."""
+    pos, neg = bucket["positives"], bucket["examples"] - bucket["positives"]
+    if min(pos, neg) >= minimum:
+        return None
+    return (f"too few to read: {min(pos, neg)} {'positives' if pos <= neg else 'negatives'}"
+            f" < {minimum}")
 
 
 def main(argv=None) -> int:

@@ -8,7 +8,11 @@
   positive (a request without a positive has no ranking to get right).
 - :func:`logloss`: mean binary cross-entropy.
 - :func:`auc_by_bucket`: AUC within target-item training-frequency buckets (PPM Fig. 2 /
-  Taobao Fig. 6b: the cold-start analysis).
+  Taobao Fig. 6b: the cold-start analysis), each with its sampling error.
+- :class:`Bootstrap`: the standard error of AUC by a bootstrap over users (or requests):
+  examples of one user are correlated, so resampling examples would understate the error.
+  A Poisson bootstrap (each user drawn Poisson(1) times; Hanley & MacGibbon's analytic error
+  assumes independent examples, which a feed's examples are not).
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import numpy as np
 
 # Upper bounds of the item-frequency buckets: 0, 1-4, 5-19, 20-99, 100+.
 FREQUENCY_BUCKETS = ((0, 0), (1, 4), (5, 19), (20, 99), (100, None))
+BOOTSTRAP_REPLICATES = 100
+# Below this many positives (or negatives) a bucket's AUC is too noisy to read: its bootstrap
+# error is typically above 0.03 (PPM Table 3's differences are 0.001-0.01).
+MIN_POSITIVES = 50
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
@@ -87,9 +95,68 @@ def bucket_name(low: int, high: int | None) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
+class Bootstrap:
+    """A Poisson bootstrap over groups (users): in each replicate every group is drawn
+    Poisson(1) times and all its examples carry that count.
+
+    Args:
+      groups: the group of each example, [N].
+      replicates: bootstrap replicates.
+      seed: the draw's seed (the same seed gives the same draws, so two models scored on the
+        same examples are resampled alike).
+    """
+
+    def __init__(self, groups, replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0):
+        _, self.inverse = np.unique(np.asarray(groups), return_inverse=True)
+        n_groups = int(self.inverse.max()) + 1 if len(self.inverse) else 0
+        self.counts = np.random.default_rng(seed).poisson(1.0, size=(replicates, n_groups)
+                                                          ).astype(np.float64)
+
+    def weights(self, mask=None, rows=slice(None)) -> np.ndarray:
+        """Example weights ``[replicates, N]`` (of the examples in ``mask``)."""
+        inverse = self.inverse if mask is None else self.inverse[mask]
+        return self.counts[rows][:, inverse]
+
+    def auc_se(self, labels, scores, mask=None, chunk: int = 25) -> float | None:
+        """Standard deviation of AUC over the replicates (None when fewer than two have both
+        classes); ``chunk`` replicates at a time bound the memory to ``chunk * N``."""
+        labels, scores = np.asarray(labels), np.asarray(scores)
+        if mask is not None:
+            labels, scores = labels[mask], scores[mask]
+        values = np.concatenate([
+            weighted_auc(labels, scores, self.weights(mask, slice(k, k + chunk)))
+            for k in range(0, len(self.counts), chunk)])
+        values = values[np.isfinite(values)]
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def weighted_auc(labels, scores, weights) -> np.ndarray:
+    """AUC of each row of ``weights`` ``[R, N]`` (example weights; ties count one half);
+    NaN where a row has no positive or no negative weight."""
+    labels = np.asarray(labels) > 0.5
+    scores = np.asarray(scores, float)
+    weights = np.atleast_2d(np.asarray(weights, float))
+    order = np.argsort(scores, kind="mergesort")
+    s, y, w = scores[order], labels[order], weights[:, order]
+    _, first = np.unique(s, return_index=True)
+    neg = np.where(y, 0.0, w)
+    # Negative weight strictly below each example's score, plus half its tie group's.
+    cum = np.concatenate([np.zeros((len(w), 1)), np.cumsum(neg, axis=1)], axis=1)
+    group = np.searchsorted(first, np.arange(len(s)), side="right") - 1
+    last = np.append(first[1:], len(s))
+    below = cum[:, first[group]]
+    ties = cum[:, last[group]] - below
+    wins = (np.where(y, w, 0.0) * (below + 0.5 * ties)).sum(axis=1)
+    pos, negs = np.where(y, w, 0.0).sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((pos > 0) & (negs > 0), wins / (pos * negs), np.nan)
+
+
 def auc_by_bucket(labels, scores, frequency,
-                  buckets: Sequence[tuple] = FREQUENCY_BUCKETS) -> dict:
-    """``{bucket: {"examples", "positives", "auc"}}`` over target-item training frequency."""
+                  buckets: Sequence[tuple] = FREQUENCY_BUCKETS,
+                  bootstrap: Bootstrap | None = None) -> dict:
+    """``{bucket: {"examples", "positives", "auc"[, "auc_se"]}}`` over target-item training
+    frequency; ``auc_se`` (:meth:`Bootstrap.auc_se`) with a ``bootstrap``."""
     labels, scores = np.asarray(labels), np.asarray(scores)
     frequency = np.asarray(frequency)
     out = {}
@@ -97,15 +164,25 @@ def auc_by_bucket(labels, scores, frequency,
         mask = frequency >= low
         if high is not None:
             mask &= frequency <= high
+        value = auc(labels[mask], scores[mask]) if mask.any() else None
         out[bucket_name(low, high)] = {
             "examples": int(mask.sum()), "positives": int((labels[mask] > 0.5).sum()),
-            "auc": auc(labels[mask], scores[mask]) if mask.any() else None}
+            "auc": value}
+        if bootstrap is not None:
+            out[bucket_name(low, high)]["auc_se"] = (
+                None if value is None else bootstrap.auc_se(labels, scores, mask))
     return out
 
 
-def task_metrics(labels, scores, users, requests, frequency, n: int = 2) -> dict:
-    """Every metric of one task."""
-    return {"auc": auc(labels, scores), "gauc": gauc(labels, scores, users),
-            f"p@{n}": precision_at_n(labels, scores, requests, n),
-            "logloss": logloss(labels, scores), "positives": int((np.asarray(labels) > .5).sum()),
-            "auc_by_frequency": auc_by_bucket(labels, scores, frequency)}
+def task_metrics(labels, scores, users, requests, frequency, n: int = 2,
+                 bootstrap: Bootstrap | None = None) -> dict:
+    """Every metric of one task; with a ``bootstrap`` (:class:`Bootstrap`, over ``users``)
+    also ``auc_se`` overall and per frequency bucket."""
+    value = auc(labels, scores)
+    out = {"auc": value, "gauc": gauc(labels, scores, users),
+           f"p@{n}": precision_at_n(labels, scores, requests, n),
+           "logloss": logloss(labels, scores), "positives": int((np.asarray(labels) > .5).sum()),
+           "auc_by_frequency": auc_by_bucket(labels, scores, frequency, bootstrap=bootstrap)}
+    if bootstrap is not None:
+        out["auc_se"] = None if value is None else bootstrap.auc_se(labels, scores)
+    return out

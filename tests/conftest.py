@@ -148,14 +148,25 @@ def tiny_cache(tiny_world, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_urm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
+def tiny_ppm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
+    """A ``ppm_pretrain`` run of the tiny world (read-only: every plug-in test loads it);
+    returns (run folder, training summary)."""
+    from ppm import train
+    from tests.ranking_fixtures import tiny_config
+
+    run = str(tmp_path_factory.mktemp("ppm"))
+    summary = train.train(tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache),
+                          run, verbose=0)
+    return run, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_urm_run(tiny_world, tiny_examples, tiny_cache, tiny_ppm_run, tmp_path_factory):
     """A URM (with a pre-trained PPM) trained a few steps on the tiny world: its run folder."""
     from ppm import train
     from tests.ranking_fixtures import tiny_config
 
-    ppm_dir = str(tmp_path_factory.mktemp("ppm"))
-    train.train(tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache), ppm_dir,
-                verbose=0)
+    ppm_dir = tiny_ppm_run[0]
     run = str(tmp_path_factory.mktemp("urm"))
     train.train(tiny_config("urm", tiny_world, tiny_examples, tiny_cache,
                             model={"plugin": {"checkpoint": ppm_dir}}), run, verbose=0)

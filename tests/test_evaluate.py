@@ -67,3 +67,21 @@ def test_evaluate_reports_metrics_at_the_serving_position(tiny_urm_run):
     assert "at position 0" in table and "position only" in table and "oracle AUC" in table
     assert "positions: displayed" in table
 
+
+
+def test_evaluate_reports_error_bars_warns_on_thin_buckets_and_keeps_scores(tiny_urm_run):
+    result = evaluate.evaluate_run(tiny_urm_run, progress=False)
+    click = result["tasks"]["click"]
+    assert click["auc_se"] > 0 and result["bootstrap"]["over"] == "users"
+    scores = evaluate.read_scores(result["scores"])
+    # The error bar is the spread of the AUC over the same user draws, recomputed here.
+    boot = metrics.Bootstrap(scores["user_id"], seed=evaluate.BOOTSTRAP_SEED)
+    assert click["auc_se"] == pytest.approx(boot.auc_se(scores["label_click"],
+                                                        scores["p_click"]))
+    assert metrics.auc(scores["label_click"], scores["p_click"]) == pytest.approx(click["auc"])
+    buckets = click["auc_by_frequency"]
+    assert sum(b["examples"] for b in buckets.values()) == result["examples"]
+    table = evaluate.format_table(result)
+    # The tiny world's buckets all hold fewer than 50 clicks: each says so.
+    assert all(b["positives"] < metrics.MIN_POSITIVES for b in buckets.values())
+    assert table.count("too few to read") == len(buckets) and " ± " in table

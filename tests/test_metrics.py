@@ -45,3 +45,56 @@ def test_logloss_and_buckets():
     assert out["0"] == {"examples": 2, "positives": 1, "auc": 1.0}
     assert out["1-4"]["auc"] == 0.0 and out["5-19"]["examples"] == 0
     assert out["100+"]["auc"] is None
+
+
+def test_weighted_auc_equals_auc_of_the_repeated_examples():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = rng.integers(0, 20, 300) / 20  # ties
+    counts = rng.poisson(1.0, size=(4, 300))
+    got = metrics.weighted_auc(y, s, counts)
+    for row, c in zip(got, counts):
+        assert row == pytest.approx(metrics.auc(np.repeat(y, c), np.repeat(s, c)))
+    assert metrics.weighted_auc(y, s, np.ones(300))[0] == pytest.approx(metrics.auc(y, s))
+    assert np.isnan(metrics.weighted_auc([1, 1, 0], [.3, .2, .1], [[1, 1, 0]])[0])
+
+
+def test_bootstrap_weights_draw_users_not_examples():
+    users = np.array(["a", "a", "b", "c", "c", "c"])
+    w = metrics.Bootstrap(users, replicates=50, seed=3).weights()
+    assert w.shape == (50, 6)
+    # A user's examples are drawn together: equal weights within a user, in every replicate.
+    assert (w[:, 0] == w[:, 1]).all() and (w[:, 3] == w[:, 5]).all()
+    assert 0.7 < w.mean() < 1.3 and w.std() > 0.5  # Poisson(1)
+
+
+def test_bootstrap_error_shrinks_with_the_sample_and_grows_with_user_correlation():
+    rng = np.random.default_rng(2)
+
+    def se(n, per_user):
+        y = rng.integers(0, 2, n)
+        s = y * 0.5 + rng.normal(size=n)
+        users = np.arange(n) // per_user
+        # Correlated users: every example of a user repeats the user's first label and score.
+        y, s = y[users * per_user], s[users * per_user]
+        return metrics.Bootstrap(users, 200, seed=0).auc_se(y, s)
+
+    small, large = se(400, 1), se(6400, 1)
+    assert 2.5 < small / large < 6  # ~ sqrt(16) = 4
+    assert se(6400, 16) > 2.5 * large  # 16 copies per user: the error of 400 users
+
+
+def test_task_metrics_report_bootstrap_errors_per_bucket():
+    rng = np.random.default_rng(4)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    s = y + rng.normal(size=n)
+    users = rng.integers(0, 300, n)
+    freq = rng.choice([0, 3, 50], n)
+    b = metrics.Bootstrap(users, 100, seed=0)
+    m = metrics.task_metrics(y, s, users, np.arange(n) // 5, freq, bootstrap=b)
+    assert 0.005 < m["auc_se"] < 0.03
+    buckets = m["auc_by_frequency"]
+    assert buckets["0"]["auc_se"] > m["auc_se"]  # a third of the examples
+    assert buckets["5-19"]["examples"] == 0 and buckets["5-19"]["auc_se"] is None
+    assert "auc_se" not in metrics.task_metrics(y, s, users, users, freq)

@@ -15,11 +15,8 @@ from tests.ranking_fixtures import one_batch, tiny_config
 
 
 @pytest.fixture(scope="module")
-def ppm_run(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
-    c = tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache)
-    run = str(tmp_path_factory.mktemp("ppm_run"))
-    summary = train.train(c, run, verbose=0)
-    return run, summary
+def ppm_run(tiny_ppm_run):
+    return tiny_ppm_run
 
 
 def test_ppm_pretraining_writes_a_complete_run(ppm_run):

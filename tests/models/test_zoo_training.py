@@ -14,11 +14,8 @@ from tests.ranking_fixtures import one_batch, tiny_config
 
 
 @pytest.fixture(scope="module")
-def ppm_dir(tiny_world, tiny_examples, tiny_cache, tmp_path_factory):
-    run = str(tmp_path_factory.mktemp("zoo_ppm"))
-    train.train(tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache), run,
-                verbose=0)
-    return run
+def ppm_dir(tiny_ppm_run):
+    return tiny_ppm_run[0]
 
 
 def _train_and_export(experiment, ppm_dir, tiny_world, tiny_examples, tiny_cache, root):
