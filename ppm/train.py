@@ -33,6 +33,7 @@ import time
 import tensorflow as tf
 import tf_keras as keras
 from official.modeling import hyperparams, optimization
+from official.modeling.optimization import optimizer_factory
 
 from ppm import checkpoints, configs, console, distribute
 from ppm.data import cache as cache_lib
@@ -103,8 +104,12 @@ class _Progress(keras.callbacks.Callback):
 def _template_inputs(inputs, init_dir: str):
     """Inputs of the old run's architecture, for a warm start (its vocabularies and cache rows)."""
     vocab_dir = os.path.join(init_dir, factory.VOCAB_DIR)
-    vocabs = (factory.read_vocabularies(vocab_dir) if tf.io.gfile.exists(vocab_dir)
-              else inputs.vocabularies)
+    old = tf.io.gfile.exists(vocab_dir)
+    vocabs = factory.read_vocabularies(vocab_dir) if old else inputs.vocabularies
+    counts = inputs.item_counts
+    if counts is not None and old:
+        counts = [c for _, c in factory.read_vocabulary_counts(
+            os.path.join(vocab_dir, "item_id.tsv"))]
     cache = inputs.cache
     rows = checkpoints.cache_rows_in(init_dir) if cache is not None else None
     if rows is not None and rows - 1 != len(cache):
@@ -115,7 +120,7 @@ def _template_inputs(inputs, init_dir: str):
         cache = cache_lib.EmbeddingCache(
             ids=np.array([f"\x00{i}" for i in range(n)]), title=zeros, image=zeros,
             has_title=np.zeros(n, bool), has_image=np.zeros(n, bool), manifest=cache.manifest)
-    return dataclasses.replace(inputs, vocabularies=vocabs, cache=cache)
+    return dataclasses.replace(inputs, vocabularies=vocabs, cache=cache, item_counts=counts)
 
 
 def build(config, inputs, init_checkpoint: str | None = None):
@@ -134,20 +139,27 @@ def build(config, inputs, init_checkpoint: str | None = None):
         checkpoints.warm_start(model, template, init_checkpoint)
     plugins.initialise(model, config.model.plugin)
     t = config.trainer
+    plugin = plugins.prepare_training(model, config.model.plugin,
+                                      lambda lr: make_optimizer(t, lr))
     optimizer = make_optimizer(t)
     if t.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer)
-    optimizer.build(model.trainable_variables)
+    own = plugin.owns if plugin is not None and plugin.optimizer is not None else set()
+    optimizer.build([v for v in model.trainable_variables if v.ref() not in own])
+    if own:
+        plugin.optimizer.build(plugin.variables)
     if t.jit_compile:
         model.enable_xla()
     return model, optimizer
 
 
-def make_optimizer(trainer):
+def make_optimizer(trainer, learning_rate=None):
     """The optimizer of ``trainer.optimizer`` (tf-models-official ``OptimizationConfig``).
 
     A decaying schedule whose ``decay_steps`` is unset (or 0) decays over ``train_steps``.
+    ``learning_rate``: ``fn(base rate or schedule) -> rate or schedule`` (a plug-in's own
+    optimizer, :class:`~ppm.models.plugins.PluginSchedule`); None: the configured rate.
     The non-legacy Keras 2 optimizers are used (``tf_keras.optimizers.Adam`` and friends), as
     before the optimizer was configurable, so existing checkpoints resume.
     """
@@ -158,7 +170,20 @@ def make_optimizer(trainer):
         if hasattr(schedule, "decay_steps") and not schedule.decay_steps:
             schedule.decay_steps = trainer.train_steps
     factory = optimization.OptimizerFactory(opt)
-    return factory.build_optimizer(factory.build_learning_rate(), use_legacy_optimizer=False)
+    rate = factory.build_learning_rate()
+    if learning_rate is not None:
+        rate = learning_rate(rate)
+    # tf-models' SGD config carries the legacy ``decay`` argument, which its factory refuses
+    # for the non-legacy optimizers even at 0: a rate schedule does what decay did.
+    sgd = getattr(opt.optimizer, "sgd", None)
+    if opt.optimizer.type == "sgd" and sgd is not None:
+        if sgd.decay:
+            raise ValueError("trainer.optimizer.optimizer.sgd.decay is the legacy optimizers' "
+                             "decay: use a learning_rate schedule instead")
+        args = {k: v for k, v in sgd.as_dict().items()
+                if k != "decay" and v is not None}
+        return optimizer_factory.NEW_OPTIMIZERS_CLS["sgd"](learning_rate=rate, **args)
+    return factory.build_optimizer(rate, use_legacy_optimizer=False)
 
 
 def dataset_tasks(config) -> tuple[list[str], str] | None:
@@ -289,7 +314,12 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
         # one (damaged newer ones are set aside) or refuse (DamagedCheckpointError).
         resume_from, damaged = checkpoints.prepare_resume(manager_dir)
         model, optimizer = build(config, inputs, None if resume_from else init_checkpoint)
-        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        # A plug-in with an optimizer of its own (model.plugin) checkpoints it beside the
+        # model's; runs without one keep the checkpoint layout they always had.
+        plugin = getattr(model, "_plugin_training", None)
+        extra = ({"plugin_optimizer": plugin.optimizer}
+                 if plugin is not None and plugin.optimizer is not None else {})
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **extra)
         manager = tf.train.CheckpointManager(ckpt, manager_dir, max_to_keep=t.max_to_keep,
                                              step_counter=optimizer.iterations)
         if resume_from:

@@ -43,15 +43,56 @@ class PluginConfig(hyperparams.Config):
       init: ``random`` (trained from scratch), ``frozen`` (loaded from ``checkpoint``, not
         trained) or ``finetune`` (loaded and trained: the paper's URM).
       checkpoint: a ``ppm_pretrain`` run folder (its latest checkpoint) or checkpoint path.
+      learning_rate_multiplier: the plug-in's learning rate is the optimizer's times this
+        (its own optimizer, same type and schedule); 1.0: one optimizer for the whole model.
+      frozen_steps: ``finetune``: the plug-in stays frozen for this many steps (the ID side
+        and the head learn to use it first), then trains.
+      l2_sp: ``finetune``: strength of L2-SP (Li et al., ICML 2018), the penalty
+        ``l2_sp / 2 * ||w - w_pretrained||^2`` over the plug-in's trainable weights, which
+        keeps fine-tuning near what the pre-trained module knows.
     """
 
     kind: str = ""
     init: str = "finetune"
     checkpoint: str = ""
+    learning_rate_multiplier: float = 1.0
+    frozen_steps: int = 0
+    l2_sp: float = 0.0
+
+    @property
+    def own_optimizer(self) -> bool:
+        """Whether the plug-in trains with an optimizer of its own (its learning rate differs
+        from the model's, or it starts frozen)."""
+        return bool(self.kind) and self.init != "frozen" and (
+            self.learning_rate_multiplier != 1.0 or self.frozen_steps > 0)
+
+    def validate(self) -> None:
+        """Raises ValueError naming the field when the settings contradict each other."""
+        if self.learning_rate_multiplier <= 0:
+            raise ValueError("model.plugin.learning_rate_multiplier must be > 0 (a plug-in "
+                             "that should not train is init: frozen), got "
+                             f"{self.learning_rate_multiplier}")
+        if self.frozen_steps < 0 or self.l2_sp < 0:
+            raise ValueError("model.plugin.frozen_steps and model.plugin.l2_sp must be >= 0, "
+                             f"got {self.frozen_steps}, {self.l2_sp}")
+        for name in ("frozen_steps", "l2_sp"):
+            if getattr(self, name) and self.init != "finetune":
+                raise ValueError(f"model.plugin.{name} applies to a fine-tuned pre-trained "
+                                 f"plug-in (init: finetune), not init: {self.init}")
 
     def describe(self) -> str:
-        """``"none"``, or ``"<kind> (<init>)"``, e.g. ``"ppm (finetune)"``."""
-        return f"{self.kind} ({self.init})" if self.kind else "none"
+        """``"none"``, or ``"<kind> (<init>[, settings])"``, e.g. ``"ppm (finetune)"`` or
+        ``"ppm (finetune, lr x0.1, frozen 100 steps, L2-SP 0.01)"``."""
+        if not self.kind:
+            return "none"
+        parts = [self.init]
+        if self.learning_rate_multiplier != 1.0:
+            parts.append(f"lr x{self.learning_rate_multiplier:g}")
+        if self.frozen_steps:
+            parts.append(f"frozen {self.frozen_steps} steps")
+        if self.l2_sp:
+            parts.append(f"L2-SP {self.l2_sp:g}")
+        return f"{self.kind} ({', '.join(parts)})"
 
 
 @dataclasses.dataclass
@@ -176,6 +217,13 @@ class ModelConfig(hyperparams.OneOfConfig):
       profile_hash_bins: hash buckets per profile feature.
       transformer: the Behavior-Transformer of IDSM and of the PPM module (and plug-in).
       dropout: dropout in the heads.
+      id_dropout: the share of item ids (target and history) that training replaces by an
+        unknown id, on the ID side only (the plug-in still sees the item): the model learns
+        what to do for items its ID tables know nothing of, as at serving time for new items.
+      frequency_gate: weigh the ID side's representation by the target item's training
+        frequency (a learnt gate per log2 frequency bucket, from a table of the item
+        vocabulary's counts held in the model, so the served model has it too; a dropped id
+        counts as never seen).
       init_stddev: N(0, s) initialisation of every embedding and kernel (PPM: 0.01).
       tasks: labels to learn (``ppm`` learns ``click`` only).
       task_weights: loss weight of each task, same order as ``tasks`` (empty: 1.0 each).
@@ -198,6 +246,8 @@ class ModelConfig(hyperparams.OneOfConfig):
     profile_hash_bins: int = 64
     transformer: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
     dropout: float = 0.0
+    id_dropout: float = 0.0
+    frequency_gate: bool = False
     init_stddev: float = 0.01
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["click", "order", "cart"])
     task_weights: list[float] = dataclasses.field(default_factory=list)
@@ -224,6 +274,12 @@ class ModelConfig(hyperparams.OneOfConfig):
         if p.kind and self.type == "ppm":
             raise ValueError("the ppm model is what a plug-in is made of: it takes no plug-in "
                              "(model.plugin.kind='')")
+        p.validate()
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"model.id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.type == "ppm" and (self.id_dropout or self.frequency_gate):
+            raise ValueError("the ppm model is ID-free: model.id_dropout and "
+                             "model.frequency_gate apply to ID models")
         if p.kind and p.init != "random" and not p.checkpoint:
             raise ValueError(f"model.plugin.init={p.init!r} loads a pre-trained {p.kind}: set "
                              "model.plugin.checkpoint to a ppm_pretrain run folder")

@@ -54,6 +54,4 @@ def build(config, inputs, parts) -> Ranker:
                                 normalize=m.din.normalize, init_stddev=m.init_stddev,
                                 name="attention")
     return Ranker(parts.fields(), DINBackbone(attention, name="din"), parts.head(),
-                  parts.task_weights, plugin=parts.plugin(),
-                  global_batch_size=parts.global_batch_size,
-                  task_losses=parts.task_losses, name="din")
+                  **parts.ranking_kwargs(), plugin=parts.plugin(), name="din")

@@ -100,7 +100,5 @@ def build(config, inputs, parts) -> Ranker:
                             num_heads=m.dsin.num_heads, lstm_units=m.dsin.lstm_units,
                             dropout=m.transformer.dropout, init_stddev=m.init_stddev,
                             name="dsin")
-    return Ranker(parts.fields(), backbone, parts.head(), parts.task_weights,
-                  plugin=parts.plugin(), global_batch_size=parts.global_batch_size,
-                  task_losses=parts.task_losses,
-                  name="dsin")
+    return Ranker(parts.fields(), backbone, parts.head(), **parts.ranking_kwargs(),
+                  plugin=parts.plugin(), name="dsin")

@@ -35,12 +35,16 @@ class ModelInputs:
       schema: the examples' feature schema (profile features, max_history).
       vocabularies: ``{id field: ids}`` (most frequent first).
       cache: the embedding cache, or None for models without modal features.
+      coverage: the cache's coverage of the catalogue (:func:`cache_coverage`), or None.
+      item_counts: the training count of each id of ``vocabularies["item_id"]`` (its
+        ``vocab/item_id.tsv`` counts), for ``model.frequency_gate``; None when not read.
     """
 
     schema: features.FeatureSchema
     vocabularies: dict
     cache: cache_lib.EmbeddingCache | None
     coverage: dict | None = None
+    item_counts: list | None = None
 
 
 def uses_cache(config) -> bool:
@@ -51,11 +55,29 @@ def uses_cache(config) -> bool:
 
 def read_vocabulary(path: str) -> list[str]:
     """Ids of a ``vocab/<field>.tsv`` file (``id<TAB>count`` lines)."""
+    return [i for i, _ in read_vocabulary_counts(path)]
+
+
+def read_vocabulary_counts(path: str) -> list[tuple[str, int]]:
+    """``(id, count)`` of each line of a ``vocab/<field>.tsv`` file.
+
+    Raises:
+      ValueError: an empty id, or a count that is not a whole number (file and line named).
+    """
+    out = []
     with tf.io.gfile.GFile(path) as f:
-        ids = [line.split("\t", 1)[0] for line in f.read().splitlines() if line]
-    if "" in ids:
-        raise ValueError(f"{path} holds an empty id")
-    return ids
+        for k, line in enumerate(f.read().splitlines(), 1):
+            if not line:
+                continue
+            key, _, count = line.partition("\t")
+            if not key:
+                raise ValueError(f"{path} line {k} holds an empty id")
+            try:
+                out.append((key, int(count) if count else 0))
+            except ValueError:
+                raise ValueError(f"{path} line {k}: count {count!r} is not a whole number"
+                                 ) from None
+    return out
 
 
 def read_vocabularies(folder: str) -> dict:
@@ -98,11 +120,15 @@ def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
     cache = (cache_lib.load_cache(config.data.embeddings, expected_manifest=expected)
              if uses_cache(config) else None)
     vocabularies = read_vocabularies(vocab_dir)
+    item_counts = None
+    if config.model.frequency_gate:
+        item_counts = [c for _, c in read_vocabulary_counts(
+            os.path.join(vocab_dir, "item_id.tsv"))]
     coverage = None
     if cache is not None:
         _check_trained_rows(cache, config.data.embeddings, run_dir)
         coverage = cache_coverage(cache, config, vocabularies)
-    return ModelInputs(schema, vocabularies, cache, coverage)
+    return ModelInputs(schema, vocabularies, cache, coverage, item_counts)
 
 
 class CacheCoverageError(ValueError):

@@ -75,6 +75,5 @@ def build(config, inputs, parts) -> Ranker:
         fields.items.width, num_layers=m.mian.num_layers, num_heads=m.mian.num_heads,
         intermediate_size=m.mian.intermediate_size, dropout=m.transformer.dropout,
         init_stddev=m.init_stddev, name="mian")
-    return Ranker(fields, backbone, parts.head(), parts.task_weights, plugin=parts.plugin(),
-                  global_batch_size=parts.global_batch_size,
-                  task_losses=parts.task_losses, name="mian")
+    return Ranker(fields, backbone, parts.head(), **parts.ranking_kwargs(),
+                  plugin=parts.plugin(), name="mian")

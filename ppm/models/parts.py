@@ -13,6 +13,7 @@ models instead of constructing it, which keeps two things true:
 from __future__ import annotations
 
 from ppm.layers import BehaviorTransformer, CachedItemEmbedding, MMoE
+from ppm.layers.cold_start import FrequencyGate, IdDropout
 from ppm.layers.shared_bottom import SharedBottom
 from ppm.models import plugins
 from ppm.models.fields import FieldEmbedding
@@ -43,6 +44,21 @@ class Parts:
     @property
     def global_batch_size(self) -> int:
         return self.config.data.global_batch_size
+
+    def ranking_kwargs(self) -> dict:
+        """The :class:`~ppm.models.ranking.RankingModel` arguments every model shares: tasks,
+        their weights and losses, the global batch, and the ID side's cold-start layers
+        (``model.id_dropout``, ``model.frequency_gate``; :mod:`ppm.layers.cold_start`)."""
+        m = self.model_config
+        gate = None
+        if m.frequency_gate:
+            gate = FrequencyGate(self.inputs.vocabularies["item_id"], self.inputs.item_counts,
+                                 init_stddev=m.init_stddev, name="frequency_gate")
+        return {"task_weights": self.task_weights, "task_losses": self.task_losses,
+                "global_batch_size": self.global_batch_size,
+                "id_dropout": IdDropout(m.id_dropout, name="id_dropout") if m.id_dropout
+                else None,
+                "frequency_gate": gate}
 
     @property
     def cache_layer(self) -> CachedItemEmbedding:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import logging
 
+import tensorflow as tf
+import tf_keras as keras
+
 logger = logging.getLogger(__name__)
 
 
@@ -98,3 +101,74 @@ def initialise(model, plugin_config) -> str | None:
         module.trainable = False
         logger.info("The %s plug-in is frozen", plugin.kind)
     return loaded
+
+
+@keras.utils.register_keras_serializable(package="ppm")
+class PluginSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The plug-in's learning rate: 0 for the first ``frozen_steps`` steps, then the model's
+    (``base``: a schedule or a number) times ``multiplier``."""
+
+    def __init__(self, base, multiplier: float = 1.0, frozen_steps: int = 0):
+        self.base, self.multiplier, self.frozen_steps = base, float(multiplier), int(frozen_steps)
+
+    def __call__(self, step):
+        base = self.base(step) if callable(self.base) else self.base
+        rate = self.multiplier * tf.cast(base, tf.float32)
+        return tf.where(tf.cast(step, tf.int64) < self.frozen_steps, 0.0, rate)
+
+    def get_config(self):
+        base = self.base
+        if isinstance(base, keras.optimizers.schedules.LearningRateSchedule):
+            base = keras.optimizers.schedules.serialize(base)
+        return {"base": base, "multiplier": self.multiplier, "frozen_steps": self.frozen_steps}
+
+
+class PluginTraining:
+    """How :meth:`~ppm.models.ranking.RankingModel.train_step` trains a fine-tuned plug-in
+    (``model.plugin.learning_rate_multiplier``, ``frozen_steps``, ``l2_sp``).
+
+    Attributes:
+      variables: the plug-in's trainable variables.
+      owns: their refs (``v.ref()``).
+      optimizer: the plug-in's own optimizer (a :class:`PluginSchedule` learning rate), or
+        None when it trains with the model's.
+      l2_sp: the L2-SP strength; anchors: the pre-trained values (non-trainable copies made
+        after loading; not checkpointed: every start loads the plug-in's checkpoint again).
+    """
+
+    def __init__(self, variables, optimizer=None, l2_sp: float = 0.0):
+        self.variables = list(variables)
+        self.owns = {v.ref() for v in self.variables}
+        self.optimizer, self.l2_sp = optimizer, float(l2_sp)
+        self.anchors = [tf.Variable(v.read_value(), trainable=False,
+                                    name=v.name.split(":")[0].replace("/", "_") + "_anchor")
+                        for v in self.variables] if self.l2_sp else []
+
+    def penalty(self):
+        """``l2_sp / 2 * sum ||w - w_pretrained||^2``, float32."""
+        return 0.5 * self.l2_sp * tf.add_n([
+            tf.reduce_sum(tf.square(tf.cast(v, tf.float32) - tf.cast(a, tf.float32)))
+            for v, a in zip(self.variables, self.anchors)])
+
+
+def prepare_training(model, plugin_config, make_optimizer) -> PluginTraining | None:
+    """Sets up :class:`PluginTraining` for ``model`` (after :func:`initialise`) and hands it
+    to ``model.set_plugin_training``; None when the plug-in trains like the rest of the model.
+
+    Args:
+      make_optimizer: ``fn(learning_rate_fn) -> optimizer``, the model's optimizer type with
+        a learning rate made from its base rate (:class:`PluginSchedule`).
+    """
+    module = getattr(model, "plugin_module", None)
+    p = plugin_config
+    if module is None or p.init == "frozen" or not (p.own_optimizer or p.l2_sp):
+        model.set_plugin_training(None)
+        return None
+    optimizer = None
+    if p.own_optimizer:
+        optimizer = make_optimizer(lambda base: PluginSchedule(
+            base, p.learning_rate_multiplier, p.frozen_steps))
+        logger.info("The %s plug-in trains with its own optimizer: %s", p.kind, p.describe())
+    training = PluginTraining(module.trainable_variables, optimizer, p.l2_sp)
+    model.set_plugin_training(training)
+    return training

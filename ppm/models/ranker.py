@@ -68,9 +68,10 @@ class Ranker(RankingModel):
                 "plugin": None if self.plugin is None else keras.layers.serialize(self.plugin)}
 
     def _encode(self, features, training):
-        fields = self.fields(features)
+        ids = self.id_side(features, training=training)
+        fields = self.fields(ids)
         out = self.backbone(fields, training=training)
-        parts = [out["vector"], flat(fields["profile"])]
+        parts = self.gate_id_side(out["vector"], ids) + [flat(fields["profile"])]
         if self.plugin is not None:
             # A frozen plug-in keeps dropout off as well: it is used as pre-trained.
             parts += list(self.plugin(features, training=training and self.plugin.trainable))
@@ -78,7 +79,8 @@ class Ranker(RankingModel):
         return x, out.get("logits")
 
     def representation(self, features, training=None):
-        """``x = [backbone vector | D | plug-in outputs]``, [B, d]."""
+        """``x = [backbone vector | D | plug-in outputs]``, [B, d]; with ``model.frequency_gate``
+        the vector is gated by the target's training frequency and its code follows it."""
         return self._encode(features, training)[0]
 
     def call(self, features, training=None):

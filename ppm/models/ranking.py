@@ -56,8 +56,13 @@ class RankingModel(tfrs.Model):
     extra_inputs: tuple = ()
 
     def __init__(self, task_weights: Mapping[str, float], global_batch_size: int,
-                 task_losses: Mapping[str, str] | None = None, **kwargs):
+                 task_losses: Mapping[str, str] | None = None, id_dropout=None,
+                 frequency_gate=None, **kwargs):
         super().__init__(**kwargs)
+        id_dropout, frequency_gate = (keras.layers.deserialize(x) if isinstance(x, dict) else x
+                                      for x in (id_dropout, frequency_gate))
+        # The ID side's cold-start layers (ppm.layers.cold_start), or None.
+        self.id_dropout, self.frequency_gate = id_dropout, frequency_gate
         if not task_weights:
             raise ValueError("a ranking model needs at least one task")
         if global_batch_size < 1:
@@ -84,7 +89,30 @@ class RankingModel(tfrs.Model):
         """
         return {"name": self.name, "task_weights": dict(self.task_weights),
                 "global_batch_size": self.global_batch_size,
-                "task_losses": dict(self.task_losses)}
+                "task_losses": dict(self.task_losses),
+                **{k: keras.layers.serialize(v) for k, v in (
+                    ("id_dropout", self.id_dropout), ("frequency_gate", self.frequency_gate))
+                   if v is not None}}
+
+    def id_side(self, features, training=None):
+        """The features the ID side reads: item ids dropped at ``model.id_dropout`` in
+        training (:class:`~ppm.layers.cold_start.IdDropout`); the plug-in reads ``features``."""
+        if self.id_dropout is None:
+            return features
+        return self.id_dropout(features, training=training)
+
+    def gate_id_side(self, vector, id_features) -> list:
+        """``[vector]``, or with ``model.frequency_gate`` ``[vector * gate, code]`` by the
+        target item's training frequency (:class:`~ppm.layers.cold_start.FrequencyGate`)."""
+        if self.frequency_gate is None:
+            return [vector]
+        return list(self.frequency_gate((vector, id_features["item_id"])))
+
+    def set_plugin_training(self, plugin_training) -> None:
+        """How :meth:`train_step` trains the plug-in (:class:`~ppm.models.plugins.PluginTraining`:
+        its own optimizer, L2-SP), or None. Not tracked: it is not part of the model (its
+        optimizer is checkpointed beside the model's by training)."""
+        object.__setattr__(self, "_plugin_training", plugin_training)
 
     @property
     def task_names(self) -> list[str]:
@@ -130,16 +158,31 @@ class RankingModel(tfrs.Model):
 
     def train_step(self, data):
         scaled = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+        plugin = getattr(self, "_plugin_training", None)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss = self.compute_loss(data, training=True)
-            if self.losses:  # layer regularisation, already a per-model total
-                loss += tf.add_n(self.losses) / tf.distribute.get_strategy().num_replicas_in_sync
+            # Regularisation terms are per-model totals: each replica adds its share.
+            if self.losses:
+                loss += tf.add_n(self.losses) / replicas
+            if plugin is not None and plugin.l2_sp:
+                loss += plugin.penalty() / replicas
             scaled_loss = self.optimizer.get_scaled_loss(loss) if scaled else loss
         variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         if scaled:
             gradients = self.optimizer.get_unscaled_gradients(gradients)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        if plugin is None or plugin.optimizer is None:
+            self.optimizer.apply_gradients(zip(gradients, variables))
+        else:
+            own = plugin.owns
+            self.optimizer.apply_gradients(
+                [(g, v) for g, v in zip(gradients, variables) if v.ref() not in own])
+            mine = [(g, v) for g, v in zip(gradients, variables) if v.ref() in own]
+            if scaled:  # the loss scale skips a non-finite step: so does the plug-in
+                finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g, _ in mine])
+                mine = [(tf.where(finite, g, tf.zeros_like(g)), v) for g, v in mine]
+            plugin.optimizer.apply_gradients(mine)
         return self._step_logs(loss)
 
     def test_step(self, data):

@@ -73,8 +73,15 @@ class URM(RankingModel):
         return self.ppm
 
     def representation(self, features, training=None):
-        """``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10), float [B, d]."""
-        parts = list(self.idsm(features, training=training))
+        """``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10), float [B, d].
+
+        With ``model.frequency_gate``, ``[U_ID | I_ID]`` is gated by the target's training
+        frequency and the frequency code follows it; with ``model.id_dropout``, IDSM reads the
+        features with ids dropped (:meth:`RankingModel.id_side`)."""
+        ids = self.id_side(features, training=training)
+        parts = [tf.cast(p, self.compute_dtype) for p in self.idsm(ids, training=training)]
+        if self.frequency_gate is not None:
+            parts = self.gate_id_side(tf.concat(parts, axis=-1), ids)
         if self.ppm is not None:
             # A frozen module keeps dropout off as well: it is used as pre-trained.
             parts += list(self.ppm(features, training=training and self.ppm.trainable))
@@ -95,8 +102,6 @@ def build(config, inputs, parts) -> URM:
         embedders.append(parts.modal_items())
     name = "base" if m.urm.modal_in_idsm else ("urm" if m.plugin.kind else "urm_wo_ppm")
     return URM(parts.sequence_module(embedders, name="idsm"), parts.plugin(),
-               parts.head(name="mmoe"), parts.task_weights,
-               profile_features=inputs.schema.profile_features,
+               parts.head(name="mmoe"), profile_features=inputs.schema.profile_features,
                profile_hash_bins=m.profile_hash_bins, profile_dim=m.profile_dim,
-               init_stddev=m.init_stddev, global_batch_size=parts.global_batch_size,
-               task_losses=parts.task_losses, name=name)
+               init_stddev=m.init_stddev, name=name, **parts.ranking_kwargs())
