@@ -10,15 +10,23 @@ pass over its training window (``--passes N``: N passes; 0: the preset's steps):
 - the data-efficiency pair: ``urm`` on ``train_small`` (one week) against ``urm_wo_ppm`` on
   ``train_large``.
 
-The PPM module is pre-trained once (``ppm_pretrain`` on the pretrain window). Each model is
-evaluated on the test day with :mod:`ppm.evaluate`: AUC, GAUC, P@2 per task, AUC by target-item
-training frequency, next to the oracle AUC of the world's true probabilities. The expected
-direction (PPM helps, most on cold items; finetune >= frozen >= random) is the hypothesis under
-test; the script reports what it measures.
+``--variant "LABEL=EXPERIMENT:OVERRIDES"`` adds a row (``OVERRIDES`` a ``--params_override``
+string), e.g. ``--variant "URM + PPM, ID dropout 0.3=urm:model.id_dropout=0.3"``; ``--only``
+keeps the named rows of the table above (by experiment), so a variant can be compared with
+its baselines alone.
+
+The PPM module is pre-trained once per seed (``ppm_pretrain`` on the pretrain window). Each
+model is evaluated on the test day with :mod:`ppm.evaluate`: AUC (± its bootstrap error over
+users), GAUC, P@2 per task, AUC by target-item training frequency, next to the oracle AUC of
+the world's true probabilities. Each row's click AUC is also compared with ``URM wo. PPM``'s
+on the same examples: the mean difference over seeds and its paired bootstrap error (users
+drawn alike for both). Buckets with fewer than 50 clicks are flagged: their AUC cannot be
+read. The expected direction (PPM helps, most on cold items; finetune >= frozen >= random) is
+the hypothesis under test; the script reports what it measures.
 
 Run (from the repository root, after ``make demo`` built ``runs/demo``)::
 
-    .venv/bin/python benchmarks/table3.py --run_root runs/demo --preset demo --seeds 0 1
+    .venv/bin/python benchmarks/table3.py --run_root runs/demo --preset demo --seeds 0 1 2
 
 Writes ``benchmarks/results/table3.json`` and ``table3_cold_start.png``; runs go to
 ``<run_root>/table3/``.
@@ -56,6 +64,24 @@ def passes_steps(examples: str, window: str, batch: int, interval: int,
     return max(interval, int(passes * n / batch) // interval * interval)
 
 
+def parse_variant(text: str) -> tuple[str, str, str, str]:
+    """``"LABEL=EXPERIMENT:OVERRIDES"`` -> (label, experiment, "train_large", overrides)."""
+    label, sep, rest = text.partition("=")
+    experiment, _, overrides = rest.partition(":")
+    if not sep or not label or not experiment:
+        raise argparse.ArgumentTypeError(
+            f"--variant {text!r}: expected LABEL=EXPERIMENT:OVERRIDES, e.g. "
+            "'URM + PPM, ID dropout 0.3=urm:model.id_dropout=0.3'")
+    return label, experiment, "train_large", overrides
+
+
+def rows(args) -> list[tuple[str, str, str, str]]:
+    """The rows to train: (label, experiment, window, overrides)."""
+    base = [(label, e, w, "") for label, e, w in ROWS
+            if not args.only or e in args.only or label in args.only]
+    return base + list(args.variant)
+
+
 def run(args) -> dict:
     from ppm import configs, evaluate, train
 
@@ -79,8 +105,9 @@ def run(args) -> dict:
                                 "ppm_train_steps": pre.trainer.train_steps,
                                 "experiment": "ppm_pretrain", "seed": seed,
                                 "metrics": pre_metrics})
-        for label, experiment, window in ROWS:
-            c = configs.resolve(experiment, args.preset, validate=False)
+        for label, experiment, window, overrides in rows(args):
+            c = configs.resolve(experiment, args.preset, params_override=overrides,
+                                validate=False)
             c.override({"data": {**paths, "train_window": window, "seed": seed}})
             if args.passes:
                 c.override({"trainer": {"train_steps": passes_steps(
@@ -89,7 +116,9 @@ def run(args) -> dict:
             if c.model.plugin.kind and c.model.plugin.init != "random":
                 c.override({"model": {"plugin": {"checkpoint": ppm_dir}}})
             c.validate()
-            model_dir = os.path.join(out, f"{experiment}_{window}")
+            model_dir = os.path.join(out, f"{experiment}_{window}" + (
+                "_" + "".join(ch if ch.isalnum() else "_" for ch in overrides)
+                if overrides else ""))
             summary = train.train(c, model_dir, verbose=args.verbose)
             m = evaluate.evaluate_run(model_dir, "test", progress=False)
             results["rows"].append({"label": label, "experiment": experiment, "seed": seed,
@@ -124,6 +153,77 @@ def _metric(task: str, key: str):
 
 def _bucket(name: str):
     return lambda m: m["tasks"]["click"]["auc_by_frequency"][name]["auc"]
+
+
+def paired_differences(results: dict, reference: str = "URM wo. PPM", task: str = "click",
+                       replicates: int = 200) -> dict:
+    """``{label: {bucket or "all": (mean difference, paired bootstrap SE)}}`` of each row's
+    ``task`` AUC minus ``reference``'s, per seed on the same test examples (users drawn alike
+    for both runs), averaged over seeds (the SE of the mean over seeds: sqrt(mean SE^2 / n))."""
+    import numpy as np
+
+    from ppm import evaluate, metrics
+
+    out: dict = {}
+    for seed in results["seeds"]:
+        ref = [r for r in results["rows"] if r["label"] == reference and r["seed"] == seed]
+        if not ref or not ref[0]["metrics"].get("scores"):
+            continue
+        a = evaluate.read_scores(ref[0]["metrics"]["scores"])
+        boot = metrics.Bootstrap(a["user_id"], replicates=replicates, seed=seed)
+        masks = {"all": np.ones(len(a["user_id"]), bool)}
+        for low, high in metrics.FREQUENCY_BUCKETS:
+            f = a["item_freq"]
+            masks[metrics.bucket_name(low, high)] = (f >= low) & (
+                f <= high if high is not None else True)
+        for r in results["rows"]:
+            if r["seed"] != seed or not r["metrics"].get("scores") or r["label"] == reference \
+                    or f"p_{task}" not in evaluate.read_scores(r["metrics"]["scores"]):
+                continue
+            b = evaluate.read_scores(r["metrics"]["scores"])
+            if not np.array_equal(a["request_id"], b["request_id"]) or not np.array_equal(
+                    a["item_id"], b["item_id"]):
+                continue  # not the same examples in the same order
+            y = a[f"label_{task}"]
+            for name, mask in masks.items():
+                if not mask.any() or len(np.unique(y[mask])) < 2:
+                    continue
+                w = boot.weights(mask)
+                diff = (metrics.weighted_auc(y[mask], b[f"p_{task}"][mask], w)
+                        - metrics.weighted_auc(y[mask], a[f"p_{task}"][mask], w))
+                point = (metrics.auc(y[mask], b[f"p_{task}"][mask])
+                         - metrics.auc(y[mask], a[f"p_{task}"][mask]))
+                diff = diff[np.isfinite(diff)]
+                out.setdefault(r["label"], {}).setdefault(name, []).append(
+                    (point, float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan")))
+    return {label: {name: (float(np.mean([p for p, _ in v])),
+                           float(np.sqrt(np.mean([se ** 2 for _, se in v]) / len(v))), len(v))
+                    for name, v in by.items()} for label, by in out.items()}
+
+
+def difference_table(results: dict, reference: str = "URM wo. PPM") -> str:
+    """Markdown: click AUC minus the reference's, overall and per bucket, ± paired SE."""
+    diffs = paired_differences(results, reference)
+    if not diffs:
+        return ""
+    names = list(next(iter(diffs.values())))
+    lines = [f"| click AUC − {reference} (mean over seeds ± paired bootstrap SE) | "
+             + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, by in diffs.items():
+        lines.append(f"| {label} | " + " | ".join(
+            f"{by[n][0]:+.4f} ± {by[n][1]:.4f}" if n in by else "-" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def thin_buckets(results: dict, minimum: int | None = None) -> list[str]:
+    """Warnings for the test day's click buckets with too few clicks to read."""
+    from ppm import metrics
+
+    minimum = minimum or metrics.MIN_POSITIVES
+    first = results["rows"][-1]["metrics"]["tasks"]["click"]["auc_by_frequency"]
+    return [f"bucket seen {b}x holds {v['positives']} clicks (< {minimum}): its AUC is noise"
+            for b, v in first.items() if min(v["positives"], v["examples"] - v["positives"])
+            < minimum]
 
 
 def table(results: dict) -> str:
@@ -162,8 +262,9 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label in ("URM wo. PPM", "URM + PPM (finetune)", "Base"):
-        rows = [r["metrics"] for r in results["rows"] if r["label"] == label]
+    for label in _labels(results):
+        rows = [r["metrics"] for r in results["rows"] if r["label"] == label
+                and r.get("window", "train_large") == "train_large"]
         if not rows:
             continue
         buckets = list(rows[0]["tasks"]["click"]["auc_by_frequency"])
@@ -191,6 +292,11 @@ def main(argv=None) -> int:
     parser.add_argument("--ppm_passes", type=float, default=None,
                         help="Passes of PPM pre-training over the pretrain window (default: "
                         "--passes).")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[],
+                        help="An extra row, LABEL=EXPERIMENT:OVERRIDES (repeatable).")
+    parser.add_argument("--only", nargs="+", default=[],
+                        help="Train only these rows of the standard table (experiments or "
+                        "labels, e.g. urm_wo_ppm urm); default: all.")
     parser.add_argument("--out", default=common.result_path("table3"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -198,10 +304,15 @@ def main(argv=None) -> int:
     results["machine"] = common.machine()
     results["table"] = table(results)
     results["cold_start_table"] = cold_table(results)
+    results["difference_table"] = difference_table(results)
+    results["warnings"] = thin_buckets(results)
     common.write_result(args.out, results)
     plot(results, args.out.replace(".json", "_cold_start.png"))
     print(results["table"])
     print(results["cold_start_table"])
+    print(results["difference_table"])
+    for w in results["warnings"]:
+        logging.warning(w)
     return 0
 
 
