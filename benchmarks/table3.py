@@ -90,7 +90,8 @@ def run(args) -> dict:
     results = {"preset": args.preset, "run_root": root, "seeds": args.seeds,
                "passes": args.passes, "ppm_passes": args.ppm_passes, "rows": []}
     for seed in args.seeds:
-        out = os.path.join(root, "table3", f"passes{args.passes:g}_ppm{args.ppm_passes}_seed{seed}")
+        out = os.path.join(args.work_dir or os.path.join(root, "table3"),
+                           f"passes{args.passes:g}_ppm{args.ppm_passes}_seed{seed}")
         pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
         pre.override({"data": {**paths, "seed": seed}})
         ppm_passes = args.passes if args.ppm_passes is None else args.ppm_passes
@@ -98,8 +99,9 @@ def run(args) -> dict:
             pre.override({"trainer": {"train_steps": passes_steps(
                 paths["examples"], "pretrain", pre.data.global_batch_size,
                 pre.trainer.checkpoint_interval, ppm_passes)}})
-        ppm_dir = os.path.join(out, "ppm_pretrain")
-        train.train(pre, ppm_dir, verbose=args.verbose)
+        ppm_dir = args.ppm_run or os.path.join(out, "ppm_pretrain")
+        if not args.ppm_run:
+            train.train(pre, ppm_dir, verbose=args.verbose)
         pre_metrics = evaluate.evaluate_run(ppm_dir, "test", progress=False)
         results["rows"].append({"label": "PPM alone (ID-free, pretrain window)",
                                 "ppm_train_steps": pre.trainer.train_steps,
@@ -292,6 +294,12 @@ def main(argv=None) -> int:
     parser.add_argument("--ppm_passes", type=float, default=None,
                         help="Passes of PPM pre-training over the pretrain window (default: "
                         "--passes).")
+    parser.add_argument("--work_dir", default="",
+                        help="Where the runs go (default: <run_root>/table3).")
+    parser.add_argument("--ppm_run", default="",
+                        help="A ppm_pretrain run to plug in for every seed (e.g. the demo's "
+                        "runs/demo/train/demo_ppm_pretrain) instead of pre-training one per "
+                        "seed.")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[],
                         help="An extra row, LABEL=EXPERIMENT:OVERRIDES (repeatable).")
     parser.add_argument("--only", nargs="+", default=[],

@@ -171,7 +171,8 @@ def test_id_dropout_reaches_the_id_side_only(tiny_ppm_run, tiny_world, tiny_exam
     np.testing.assert_allclose(x[:, width:width + plugin.shape[1]], plugin, rtol=1e-5)
 
 
-@pytest.mark.parametrize("experiment", ["urm", "din_ppm"])
+# The zoo's Ranker gates its backbone vector the same way: slow (a second training + export).
+@pytest.mark.parametrize("experiment", ["urm", pytest.param("din_ppm", marks=pytest.mark.slow)])
 def test_frequency_gate_is_exported_and_used_by_the_served_model(
         experiment, tiny_ppm_run, tiny_world, tiny_examples, tiny_cache, tmp_path):
     c = _config(experiment, tiny_world, tiny_examples, tiny_cache, tiny_ppm_run[0],
