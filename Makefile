@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test / test-all (0: no workers, one process). Modules stay on
+# one worker (--dist loadscope), so module fixtures are built once.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: venv test test-all demo serve lint benchmarks clean
 
@@ -23,12 +27,12 @@ $(STAMP): setup.py
 # The whole test suite (slow tests excluded, see pytest.ini). pytest's exit code 5 ("no tests
 # collected") is reported as an error: a suite that runs nothing has not passed.
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; fi; exit $$rc
 
 # Also the tests marked slow.
 test-all: venv
-	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "" $(XDIST) $(PYTEST_ARGS)
 
 # Stage lines, progress bars and tables on the console; the libraries' output in
 # runs/demo/demo.log (make demo DEMO_ARGS=--verbose shows it on the console too).
