@@ -173,11 +173,8 @@ def paired_differences(results: dict, reference: str = "URM wo. PPM", task: str 
             continue
         a = evaluate.read_scores(ref[0]["metrics"]["scores"])
         boot = metrics.Bootstrap(a["user_id"], replicates=replicates, seed=seed)
-        masks = {"all": np.ones(len(a["user_id"]), bool)}
-        for low, high in metrics.FREQUENCY_BUCKETS:
-            f = a["item_freq"]
-            masks[metrics.bucket_name(low, high)] = (f >= low) & (
-                f <= high if high is not None else True)
+        masks = {"all": np.ones(len(a["user_id"]), bool),
+                 **metrics.bucket_masks(a["item_freq"])}
         for r in results["rows"]:
             if r["seed"] != seed or not r["metrics"].get("scores") or r["label"] == reference \
                     or f"p_{task}" not in evaluate.read_scores(r["metrics"]["scores"]):
@@ -219,13 +216,12 @@ def difference_table(results: dict, reference: str = "URM wo. PPM") -> str:
 
 def thin_buckets(results: dict, minimum: int | None = None) -> list[str]:
     """Warnings for the test day's click buckets with too few clicks to read."""
-    from ppm import metrics
+    from ppm import evaluate, metrics
 
     minimum = minimum or metrics.MIN_POSITIVES
     first = results["rows"][-1]["metrics"]["tasks"]["click"]["auc_by_frequency"]
     return [f"bucket seen {b}x holds {v['positives']} clicks (< {minimum}): its AUC is noise"
-            for b, v in first.items() if min(v["positives"], v["examples"] - v["positives"])
-            < minimum]
+            for b, v in first.items() if evaluate.few_positives(v, minimum)]
 
 
 def table(results: dict) -> str:

@@ -138,11 +138,10 @@ def weighted_auc(labels, scores, weights) -> np.ndarray:
     weights = np.atleast_2d(np.asarray(weights, float))
     order = np.argsort(scores, kind="mergesort")
     s, y, w = scores[order], labels[order], weights[:, order]
-    _, first = np.unique(s, return_index=True)
+    _, first, group = np.unique(s, return_index=True, return_inverse=True)
     neg = np.where(y, 0.0, w)
     # Negative weight strictly below each example's score, plus half its tie group's.
     cum = np.concatenate([np.zeros((len(w), 1)), np.cumsum(neg, axis=1)], axis=1)
-    group = np.searchsorted(first, np.arange(len(s)), side="right") - 1
     last = np.append(first[1:], len(s))
     below = cum[:, first[group]]
     ties = cum[:, last[group]] - below
@@ -152,25 +151,32 @@ def weighted_auc(labels, scores, weights) -> np.ndarray:
         return np.where((pos > 0) & (negs > 0), wins / (pos * negs), np.nan)
 
 
-def auc_by_bucket(labels, scores, frequency,
-                  buckets: Sequence[tuple] = FREQUENCY_BUCKETS,
-                  bootstrap: Bootstrap | None = None) -> dict:
-    """``{bucket: {"examples", "positives", "auc"[, "auc_se"]}}`` over target-item training
-    frequency; ``auc_se`` (:meth:`Bootstrap.auc_se`) with a ``bootstrap``."""
-    labels, scores = np.asarray(labels), np.asarray(scores)
+def bucket_masks(frequency, buckets: Sequence[tuple] = FREQUENCY_BUCKETS) -> dict:
+    """``{bucket name: bool mask [N]}`` of the examples whose ``frequency`` is in each bucket."""
     frequency = np.asarray(frequency)
     out = {}
     for low, high in buckets:
         mask = frequency >= low
         if high is not None:
             mask &= frequency <= high
+        out[bucket_name(low, high)] = mask
+    return out
+
+
+def auc_by_bucket(labels, scores, frequency,
+                  buckets: Sequence[tuple] = FREQUENCY_BUCKETS,
+                  bootstrap: Bootstrap | None = None) -> dict:
+    """``{bucket: {"examples", "positives", "auc"[, "auc_se"]}}`` over target-item training
+    frequency; ``auc_se`` (:meth:`Bootstrap.auc_se`) with a ``bootstrap``."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    out = {}
+    for name, mask in bucket_masks(frequency, buckets).items():
         value = auc(labels[mask], scores[mask]) if mask.any() else None
-        out[bucket_name(low, high)] = {
-            "examples": int(mask.sum()), "positives": int((labels[mask] > 0.5).sum()),
-            "auc": value}
+        out[name] = {"examples": int(mask.sum()), "positives": int((labels[mask] > 0.5).sum()),
+                     "auc": value}
         if bootstrap is not None:
-            out[bucket_name(low, high)]["auc_se"] = (
-                None if value is None else bootstrap.auc_se(labels, scores, mask))
+            out[name]["auc_se"] = None if value is None else bootstrap.auc_se(labels, scores,
+                                                                              mask)
     return out
 
 

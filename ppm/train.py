@@ -108,8 +108,7 @@ def _template_inputs(inputs, init_dir: str):
     vocabs = factory.read_vocabularies(vocab_dir) if old else inputs.vocabularies
     counts = inputs.item_counts
     if counts is not None and old:
-        counts = [c for _, c in factory.read_vocabulary_counts(
-            os.path.join(vocab_dir, "item_id.tsv"))]
+        counts = factory.read_item_counts(vocab_dir)
     cache = inputs.cache
     rows = checkpoints.cache_rows_in(init_dir) if cache is not None else None
     if rows is not None and rows - 1 != len(cache):
@@ -145,7 +144,7 @@ def build(config, inputs, init_checkpoint: str | None = None):
     if t.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer)
-    own = plugin.owns if plugin is not None and plugin.optimizer is not None else set()
+    own = plugin.owns if plugins.PluginTraining.own_optimizer(model) else set()
     optimizer.build([v for v in model.trainable_variables if v.ref() not in own])
     if own:
         plugin.optimizer.build(plugin.variables)
@@ -316,9 +315,8 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
         model, optimizer = build(config, inputs, None if resume_from else init_checkpoint)
         # A plug-in with an optimizer of its own (model.plugin) checkpoints it beside the
         # model's; runs without one keep the checkpoint layout they always had.
-        plugin = getattr(model, "_plugin_training", None)
-        extra = ({"plugin_optimizer": plugin.optimizer}
-                 if plugin is not None and plugin.optimizer is not None else {})
+        own = plugins.PluginTraining.own_optimizer(model)
+        extra = {"plugin_optimizer": own} if own is not None else {}
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **extra)
         manager = tf.train.CheckpointManager(ckpt, manager_dir, max_to_keep=t.max_to_keep,
                                              step_counter=optimizer.iterations)

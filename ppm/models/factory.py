@@ -80,6 +80,11 @@ def read_vocabulary_counts(path: str) -> list[tuple[str, int]]:
     return out
 
 
+def read_item_counts(folder: str) -> list[int]:
+    """The training count of each id of ``folder/item_id.tsv`` (vocabulary order)."""
+    return [c for _, c in read_vocabulary_counts(os.path.join(folder, "item_id.tsv"))]
+
+
 def read_vocabularies(folder: str) -> dict:
     out = {}
     for field in features.ID_FIELDS:
@@ -120,10 +125,7 @@ def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
     cache = (cache_lib.load_cache(config.data.embeddings, expected_manifest=expected)
              if uses_cache(config) else None)
     vocabularies = read_vocabularies(vocab_dir)
-    item_counts = None
-    if config.model.frequency_gate:
-        item_counts = [c for _, c in read_vocabulary_counts(
-            os.path.join(vocab_dir, "item_id.tsv"))]
+    item_counts = read_item_counts(vocab_dir) if config.model.frequency_gate else None
     coverage = None
     if cache is not None:
         _check_trained_rows(cache, config.data.embeddings, run_dir)

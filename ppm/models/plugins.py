@@ -144,6 +144,17 @@ class PluginTraining:
                                     name=v.name.split(":")[0].replace("/", "_") + "_anchor")
                         for v in self.variables] if self.l2_sp else []
 
+    @staticmethod
+    def of(model) -> PluginTraining | None:
+        """``model``'s plug-in training (:meth:`RankingModel.set_plugin_training`), or None."""
+        return getattr(model, "_plugin_training", None)
+
+    @staticmethod
+    def own_optimizer(model):
+        """The optimizer ``model``'s plug-in trains with on its own, or None."""
+        training = PluginTraining.of(model)
+        return None if training is None else training.optimizer
+
     def penalty(self):
         """``l2_sp / 2 * sum ||w - w_pretrained||^2``, float32."""
         return 0.5 * self.l2_sp * tf.add_n([
