@@ -4,11 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# pytest-xdist workers for make test / test-all (0: one process, the default). Modules stay on
-# one worker (--dist loadscope), so module fixtures are built once. 2 workers on 2 cores took
-# 12.8 min instead of 21.5, but a server-shutdown test timed out once under them (issue 12's
-# closing note): one process until that is understood.
-TEST_WORKERS ?= 0
+# pytest-xdist workers for make test / test-all (0: one process). Modules stay on one worker
+# (--dist loadscope), so a module's fixtures are built once. On 2 cores, 2 workers took about
+# 13 min where one process took 21.5 (docs/development.md).
+TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: venv test test-all demo serve lint benchmarks clean

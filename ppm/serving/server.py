@@ -16,7 +16,10 @@ Every other method answers UNIMPLEMENTED. There is no REST API and no request ba
 Serving's ``--rest_api_port``, ``--enable_batching``): use TF Serving for those. Requests run
 on a bounded thread pool (``--max_workers``); more than ``--max_concurrent_rpcs`` at once are
 refused with RESOURCE_EXHAUSTED. SIGTERM or SIGINT stop accepting requests, let running ones
-finish (``--grace_seconds``) and exit 0.
+finish (``--grace_seconds``) and exit 0 at once: the process skips Python's teardown of the
+loaded TensorFlow graphs and thread pools, which has nothing left to write and, on a busy
+machine, can take longer than an orchestrator waits before it kills the process (Kubernetes'
+default termination grace period is 30 s).
 
 Versions load as TF Serving loads them (:mod:`ppm.serving.manager`): a failed load is retried
 (``--max_num_load_retries``, ``--load_retry_interval_micros``), and the server accepts requests
@@ -42,6 +45,7 @@ import argparse
 import ctypes
 import functools
 import logging
+import os
 import platform
 import signal
 import sys
@@ -354,5 +358,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def _exit_now(status: int) -> None:
+    """Flushes the logs and the standard streams, then ends the process without tearing
+    down the interpreter (see the module docstring)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())
