@@ -72,22 +72,32 @@ class URM(RankingModel):
         """The plug-in module (:mod:`ppm.models.plugins`), or None."""
         return self.ppm
 
+    def representation_parts(self, features, training=None) -> dict:
+        """The parts of :meth:`representation`, in order: ``{"id": [U_ID | I_ID] (gated, with
+        the frequency code, under ``model.frequency_gate``), "plugin": [U_MO | I_MO] (absent
+        without a plug-in), "profile": D (absent without profile features)}``, each [B, d_i]
+        in the compute dtype. ``benchmarks/plugin_diagnosis.py`` ablates them one by one."""
+        ids = self.id_side(features, training=training)
+        id_parts = [tf.cast(p, self.compute_dtype) for p in self.idsm(ids, training=training)]
+        if self.frequency_gate is not None:
+            id_parts = self.gate_id_side(tf.concat(id_parts, axis=-1), ids)
+        out = {"id": id_parts}
+        if self.ppm is not None:
+            # A frozen module keeps dropout off as well: it is used as pre-trained.
+            out["plugin"] = list(self.ppm(features, training=training and self.ppm.trainable))
+        if self.profile_features:
+            out["profile"] = [emb(features[name]) for name, emb in zip(
+                self.profile_features, self.profile_embeddings)]
+        return {k: tf.concat([tf.cast(p, self.compute_dtype) for p in v], axis=-1)
+                for k, v in out.items()}
+
     def representation(self, features, training=None):
         """``x = [U_ID | I_ID | U_MO | I_MO | D]`` (Eq. 10), float [B, d].
 
         With ``model.frequency_gate``, ``[U_ID | I_ID]`` is gated by the target's training
         frequency and the frequency code follows it; with ``model.id_dropout``, IDSM reads the
         features with ids dropped (:meth:`RankingModel.id_side`)."""
-        ids = self.id_side(features, training=training)
-        parts = [tf.cast(p, self.compute_dtype) for p in self.idsm(ids, training=training)]
-        if self.frequency_gate is not None:
-            parts = self.gate_id_side(tf.concat(parts, axis=-1), ids)
-        if self.ppm is not None:
-            # A frozen module keeps dropout off as well: it is used as pre-trained.
-            parts += list(self.ppm(features, training=training and self.ppm.trainable))
-        parts += [emb(features[name]) for name, emb in zip(self.profile_features,
-                                                          self.profile_embeddings)]
-        return tf.concat([tf.cast(p, self.compute_dtype) for p in parts], axis=-1)
+        return tf.concat(list(self.representation_parts(features, training).values()), axis=-1)
 
     def call(self, features, training=None):
         return self.mmoe(self.representation(features, training=training), training=training)

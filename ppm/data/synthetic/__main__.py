@@ -20,7 +20,7 @@ def main(argv=None) -> int:
         "--scale", default="tiny", choices=sorted(SCALES),
         help="World size: " + "; ".join(
             f"{k}: {s.n_items} items, {s.n_users} users, ~{s.requests_per_day} requests/day "
-            f"x {s.candidates} candidates over {s.pretrain_days + 15} days"
+            f"x {s.candidates} candidates over {s.pretrain_days + 14 + s.test_days} days"
             for k, s in SCALES.items()))
     parser.add_argument("--seed", type=int, default=0, help="Random seed (output is "
                         "deterministic for a scale and seed).")

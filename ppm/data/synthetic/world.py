@@ -35,9 +35,11 @@ class Scale:
       n_categories, n_brands, n_shops, n_items, n_users: population sizes.
       requests_per_day: recommendation requests per simulated day.
       candidates: displayed candidates per request (display positions 0..candidates-1).
-      pretrain_days: length of the pretrain window (the train windows are 14 and 7 days, the
-        test window 1 day, as in PPM Table 1).
+      pretrain_days: length of the pretrain window (the train windows are 14 and 7 days, as
+        in PPM Table 1).
       text_queries, image_queries: search-log pairs to produce (at most).
+      test_days: length of the test window (1 day, as in PPM Table 1; longer test windows
+        hold more never-seen and rarely-seen items, for cold-start measurements).
     """
 
     n_categories: int
@@ -50,6 +52,7 @@ class Scale:
     pretrain_days: int
     text_queries: int
     image_queries: int
+    test_days: int = 1
 
 
 SCALES = {
@@ -57,8 +60,11 @@ SCALES = {
     "demo": Scale(20, 100, 40, 4000, 3000, 600, 10, 28, 4000, 2000),
     "small": Scale(40, 400, 150, 20000, 20000, 1500, 10, 56, 20000, 10000),
     "large": Scale(100, 2000, 800, 200000, 200000, 8000, 10, 168, 100000, 50000),
+    # the demo world with a 7-day test window: same training data sizes, 7x the test examples
+    # (benchmarks/table3.py's cold buckets)
+    "demo_week": Scale(20, 100, 40, 4000, 3000, 600, 10, 28, 4000, 2000, test_days=7),
 }
-TRAIN_LARGE_DAYS, TRAIN_SMALL_DAYS, TEST_DAYS = 14, 7, 1
+TRAIN_LARGE_DAYS, TRAIN_SMALL_DAYS = 14, 7
 START_TS = 1704067200  # 2024-01-01 00:00:00 UTC
 # Share of the catalogue that exists before the first window; the rest arrives over time.
 INITIAL_CATALOGUE = 0.5
@@ -105,7 +111,7 @@ def make_windows(scale: Scale) -> dict:
         "pretrain": (START_TS, pre_end),
         "train_large": (pre_end, train_end),
         "train_small": (train_end - TRAIN_SMALL_DAYS * DAY, train_end),
-        "test": (train_end, train_end + TEST_DAYS * DAY),
+        "test": (train_end, train_end + scale.test_days * DAY),
     }
 
 
