@@ -172,6 +172,12 @@ def _f(v, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _ablated(row: dict, part: str) -> str:
+    if f"auc_without_{part}" not in row:
+        return "-"
+    return f"{_f(row[f'logit_change_without_{part}'], 2)}, {_f(row[f'auc_without_{part}'])}"
+
+
 def tables(results: list[dict]) -> str:
     lines = ["## Plug-in movement (relative L2 distance to the pre-trained weights)", "",
              "| run | step | relative L2 | most moved variable (its relative L2) |",
@@ -196,14 +202,9 @@ def tables(results: list[dict]) -> str:
               "|---|---|---|---|---|---|---|"]
     for r in results:
         for b, v in r["reliance"].items():
-            def part(p):
-                if f"auc_without_{p}" not in v:
-                    return "-"
-                return (f"{_f(v[f'logit_change_without_{p}'], 2)}, "
-                        f"{_f(v[f'auc_without_{p}'])}")
             lines.append(f"| {r['label']} | {b} | {v['examples']} / {v['clicks']} | "
                          f"{_f(v['click_rate'])} / {_f(v['mean_p_click'])} | {_f(v['auc'])} | "
-                         f"{part('id')} | {part('plugin')} |")
+                         f"{_ablated(v, 'id')} | {_ablated(v, 'plugin')} |")
     return "\n".join(lines)
 
 
