@@ -163,6 +163,28 @@ def bucket_masks(frequency, buckets: Sequence[tuple] = FREQUENCY_BUCKETS) -> dic
     return out
 
 
+def paired_auc_difference(labels, scores_a, scores_b, bootstrap: Bootstrap,
+                          mask=None) -> tuple[float, float] | None:
+    """``(AUC(b) - AUC(a), its paired bootstrap SE)`` of two models scored on the same
+    examples: every replicate draws the same users for both, so what the two share (the
+    examples' own difficulty) cancels. None when the examples lack a class.
+
+    Args:
+      mask: only these examples (a frequency bucket, say).
+    """
+    labels, a, b = np.asarray(labels), np.asarray(scores_a), np.asarray(scores_b)
+    if mask is None:
+        mask = np.ones(len(labels), bool)
+    y = labels[mask]
+    if not mask.any() or len(np.unique(y > 0.5)) < 2:
+        return None
+    w = bootstrap.weights(mask)
+    diff = weighted_auc(y, b[mask], w) - weighted_auc(y, a[mask], w)
+    diff = diff[np.isfinite(diff)]
+    return (auc(y, b[mask]) - auc(y, a[mask]),
+            float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan"))
+
+
 def auc_by_bucket(labels, scores, frequency,
                   buckets: Sequence[tuple] = FREQUENCY_BUCKETS,
                   bootstrap: Bootstrap | None = None) -> dict:

@@ -98,3 +98,20 @@ def test_task_metrics_report_bootstrap_errors_per_bucket():
     assert buckets["0"]["auc_se"] > m["auc_se"]  # a third of the examples
     assert buckets["5-19"]["examples"] == 0 and buckets["5-19"]["auc_se"] is None
     assert "auc_se" not in metrics.task_metrics(y, s, users, users, freq)
+
+
+def test_paired_difference_is_tighter_than_the_unpaired_errors():
+    rng = np.random.default_rng(3)
+    n = 3000
+    users = rng.integers(0, 300, n)
+    y = (rng.random(n) < 0.3).astype(int)
+    shared = y * 0.8 + rng.normal(size=n)  # what both models see
+    a, b = shared, shared + 0.3 * y + 0.2 * rng.normal(size=n)
+    boot = metrics.Bootstrap(users, seed=0)
+    diff, se = metrics.paired_auc_difference(y, a, b, boot)
+    assert np.isclose(diff, metrics.auc(y, b) - metrics.auc(y, a))
+    assert diff > 5 * se > 0
+    # pairing cancels the shared difficulty: the paired error is below either model's own
+    assert se < min(boot.auc_se(y, a), boot.auc_se(y, b))
+    assert metrics.paired_auc_difference(y, a, a, boot) == (0.0, 0.0)
+    assert metrics.paired_auc_difference(y, a, b, boot, mask=y == 1) is None
