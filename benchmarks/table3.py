@@ -183,18 +183,11 @@ def paired_differences(results: dict, reference: str = "URM wo. PPM", task: str 
             if not np.array_equal(a["request_id"], b["request_id"]) or not np.array_equal(
                     a["item_id"], b["item_id"]):
                 continue  # not the same examples in the same order
-            y = a[f"label_{task}"]
             for name, mask in masks.items():
-                if not mask.any() or len(np.unique(y[mask])) < 2:
-                    continue
-                w = boot.weights(mask)
-                diff = (metrics.weighted_auc(y[mask], b[f"p_{task}"][mask], w)
-                        - metrics.weighted_auc(y[mask], a[f"p_{task}"][mask], w))
-                point = (metrics.auc(y[mask], b[f"p_{task}"][mask])
-                         - metrics.auc(y[mask], a[f"p_{task}"][mask]))
-                diff = diff[np.isfinite(diff)]
-                out.setdefault(r["label"], {}).setdefault(name, []).append(
-                    (point, float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan")))
+                d = metrics.paired_auc_difference(a[f"label_{task}"], a[f"p_{task}"],
+                                                  b[f"p_{task}"], boot, mask)
+                if d is not None:
+                    out.setdefault(r["label"], {}).setdefault(name, []).append(d)
     return {label: {name: (float(np.mean([p for p, _ in v])),
                            float(np.sqrt(np.mean([se ** 2 for _, se in v]) / len(v))), len(v))
                     for name, v in by.items()} for label, by in out.items()}
