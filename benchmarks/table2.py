@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ppm  # noqa: E402,F401
 from benchmarks import common  # noqa: E402
-from benchmarks.table3 import passes_steps  # noqa: E402
+from benchmarks.table3 import set_passes  # noqa: E402
 
 NAMES = {"wide_deep": "Wide&Deep", "deepfm": "DeepFM", "din": "DIN", "dsin": "DSIN",
          "mian": "MIAN"}
@@ -65,10 +65,7 @@ def _pretrained(args, paths, seed: int, out: str) -> str:
         return args.ppm_run
     pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
     pre.override({"data": {**paths, "seed": seed}})
-    if args.ppm_passes:
-        pre.override({"trainer": {"train_steps": passes_steps(
-            paths["examples"], "pretrain", pre.data.global_batch_size,
-            pre.trainer.checkpoint_interval, args.ppm_passes)}})
+    set_passes(pre, args.ppm_passes)
     ppm_dir = os.path.join(out, "ppm_pretrain")
     train.train(pre, ppm_dir, verbose=args.verbose)
     return ppm_dir
@@ -91,10 +88,7 @@ def run(args) -> dict:
                     experiment = f"{model}_ppm" if plugin else model
                     c = configs.resolve(experiment, args.preset, validate=False)
                     c.override({"data": {**paths, "train_window": window, "seed": seed}})
-                    if args.passes:
-                        c.override({"trainer": {"train_steps": passes_steps(
-                            paths["examples"], window, c.data.global_batch_size,
-                            c.trainer.checkpoint_interval, args.passes)}})
+                    set_passes(c, args.passes)
                     if plugin:
                         c.override({"model": {"plugin": {"checkpoint": ppm_dir}}})
                     c.validate()

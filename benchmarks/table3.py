@@ -54,14 +54,13 @@ ROWS = (  # (label, experiment, train window)
 )
 
 
-def passes_steps(examples: str, window: str, batch: int, interval: int,
-                 passes: float) -> int:
-    """Steps of ``passes`` passes over a window, rounded down to whole checkpoint intervals."""
-    import json
+def set_passes(config, passes: float) -> None:
+    """Trains ``config`` for ``passes`` passes over its window (0: the preset's own length).
 
-    with open(os.path.join(examples, "stats.json")) as f:
-        n = json.load(f)["windows"][window]["examples"]
-    return max(interval, int(passes * n / batch) // interval * interval)
+    Sets ``trainer.train_passes``, which decides the steps when > 0 (a ``train_steps``
+    override alone is ignored by a preset that sets passes, as ``demo`` does)."""
+    if passes:
+        config.override({"trainer": {"train_passes": float(passes)}})
 
 
 def parse_variant(text: str) -> tuple[str, str, str, str]:
@@ -95,26 +94,21 @@ def run(args) -> dict:
         pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
         pre.override({"data": {**paths, "seed": seed}})
         ppm_passes = args.passes if args.ppm_passes is None else args.ppm_passes
-        if ppm_passes:
-            pre.override({"trainer": {"train_steps": passes_steps(
-                paths["examples"], "pretrain", pre.data.global_batch_size,
-                pre.trainer.checkpoint_interval, ppm_passes)}})
+        set_passes(pre, ppm_passes)
         ppm_dir = args.ppm_run or os.path.join(out, "ppm_pretrain")
+        ppm_steps = None
         if not args.ppm_run:
-            train.train(pre, ppm_dir, verbose=args.verbose)
+            ppm_steps = train.train(pre, ppm_dir, verbose=args.verbose)["steps"]
         pre_metrics = evaluate.evaluate_run(ppm_dir, "test", progress=False)
         results["rows"].append({"label": "PPM alone (ID-free, pretrain window)",
-                                "ppm_train_steps": pre.trainer.train_steps,
+                                "ppm_train_steps": ppm_steps,
                                 "experiment": "ppm_pretrain", "seed": seed,
                                 "metrics": pre_metrics})
         for label, experiment, window, overrides in rows(args):
             c = configs.resolve(experiment, args.preset, params_override=overrides,
                                 validate=False)
             c.override({"data": {**paths, "train_window": window, "seed": seed}})
-            if args.passes:
-                c.override({"trainer": {"train_steps": passes_steps(
-                    paths["examples"], window, c.data.global_batch_size,
-                    c.trainer.checkpoint_interval, args.passes)}})
+            set_passes(c, args.passes)
             if c.model.plugin.kind and c.model.plugin.init != "random":
                 c.override({"model": {"plugin": {"checkpoint": ppm_dir}}})
             c.validate()
@@ -279,7 +273,7 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", type=int, default=2)
     parser.add_argument("--passes", type=float, default=1.0,
                         help="Train every model (and PPM) for this many passes over its "
-                        "window (default 1); 0 keeps the preset's train_steps.")
+                        "window (default 1); 0 keeps the preset's length.")
     parser.add_argument("--ppm_passes", type=float, default=None,
                         help="Passes of PPM pre-training over the pretrain window (default: "
                         "--passes).")

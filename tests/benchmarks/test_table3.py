@@ -56,3 +56,23 @@ def test_thin_buckets_are_flagged():
     results = {"rows": [{"metrics": {"tasks": {"click": {"auc_by_frequency": buckets}}}}]}
     (warning,) = table3.thin_buckets(results)
     assert "seen 0x holds 9 clicks" in warning
+
+
+def test_passes_decide_the_steps_even_when_the_preset_sets_its_own(tiny_world, tiny_examples,
+                                                                  tiny_cache):
+    import math
+
+    from ppm import train
+    from tests.ranking_fixtures import tiny_config
+
+    n = train.window_examples(tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache))
+    for preset_passes in (0.0, 3.0):  # the tiny preset counts steps; demo sets passes
+        c = tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache,
+                        trainer={"train_passes": preset_passes})
+        table3.set_passes(c, 2)
+        train.resolve_train_steps(c)
+        assert c.trainer.train_steps == math.ceil(2 * n / c.data.global_batch_size)
+    c = tiny_config("ppm_pretrain", tiny_world, tiny_examples, tiny_cache)
+    table3.set_passes(c, 0)  # 0: the preset's own length
+    train.resolve_train_steps(c)
+    assert c.trainer.train_steps == 4
