@@ -113,7 +113,7 @@ def reliance(model, files, schema, batch_size: int) -> dict:
     from ppm import metrics
     from ppm.data import pipeline
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def logits(features):
         parts = model.representation_parts(features, training=False)
         out = {"full": model.mmoe(tf.concat(list(parts.values()), -1))["click"]}
