@@ -268,14 +268,19 @@ def _passes(config, steps: int) -> float | None:
 
 
 def resolve_train_steps(config) -> None:
-    """Sets ``trainer.train_steps`` from ``trainer.train_passes`` (when > 0)."""
+    """Sets ``trainer.train_steps`` from ``trainer.train_passes`` (when > 0), at least
+    ``trainer.min_train_steps``."""
     t = config.trainer
     if t.train_passes > 0:
         n = window_examples(config)
         steps = max(1, math.ceil(t.train_passes * n / config.data.global_batch_size))
+        floor = ""
+        if steps < t.min_train_steps:
+            steps, floor = t.min_train_steps, " (raised to trainer.min_train_steps)"
         config.override({"trainer": {"train_steps": steps}})
-        logger.info("%g pass(es) over %s (%d examples) at batch %d: %d steps", t.train_passes,
-                    config.data.train_window, n, config.data.global_batch_size, steps)
+        logger.info("%g pass(es) over %s (%d examples) at batch %d: %d steps%s",
+                    t.train_passes, config.data.train_window, n,
+                    config.data.global_batch_size, steps, floor)
 
 
 def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=None,

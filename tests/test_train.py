@@ -277,6 +277,12 @@ def test_length_in_passes_over_the_window(tiny_world, tiny_examples, tiny_cache,
     assert configs.read_run_config(run).trainer.train_steps == steps  # recorded, resolved
     # The demo preset is one pass, whatever the dataset.
     assert configs.get_config("urm", "demo").trainer.train_passes == 1.0
+    # A step floor raises a short length in passes, and only a short one.
+    for floor, expected in ((steps + 7, steps + 7), (steps - 1, steps)):
+        c = tiny_config("urm_wo_ppm", tiny_world, tiny_examples, tiny_cache,
+                        trainer={"train_passes": 0.25, "min_train_steps": floor})
+        train.resolve_train_steps(c)
+        assert c.trainer.train_steps == expected
 
 
 def test_training_does_not_import_the_demo():

@@ -71,6 +71,10 @@ class TrainerConfig(hyperparams.Config):
         example count from the examples' ``stats.json``), so a preset means the same thing on
         any dataset. 0: ``train_steps`` as given.
       train_steps: optimizer steps in all (derived from ``train_passes`` when that is set).
+      min_train_steps: with ``train_passes``, at least this many steps: a length that
+        must not fall below a step count whatever the window's size (PPM pre-training sits
+        on a loss plateau for its first few hundred steps, so a small pretrain window needs
+        more passes). 0: no floor.
       checkpoint_interval: steps between checkpoints (also one Keras progress-bar "epoch"); a
         last, shorter loop ends at ``train_steps`` when it is not a multiple.
       max_to_keep: checkpoints kept in ``<model_dir>/checkpoints``.
@@ -88,6 +92,7 @@ class TrainerConfig(hyperparams.Config):
 
     train_passes: float = 0.0
     train_steps: int = 10_000
+    min_train_steps: int = 0
     checkpoint_interval: int = 500
     max_to_keep: int = 3
     optimizer: optimization.OptimizationConfig = dataclasses.field(
@@ -144,3 +149,5 @@ class ExperimentConfig(hyperparams.Config):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if t.train_passes < 0:
             raise ValueError(f"trainer.train_passes must be >= 0, got {t.train_passes}")
+        if t.min_train_steps < 0:
+            raise ValueError(f"trainer.min_train_steps must be >= 0, got {t.min_train_steps}")
