@@ -52,6 +52,13 @@ ROWS = (  # (label, experiment, train window)
     ("URM + PPM (finetune)", "urm", "train_large"),
     ("URM + PPM (finetune), train_small", "urm", "train_small"),
 )
+# Rows with overrides of their experiment: (label, experiment, window, overrides). The
+# plug-in fine-tuned at the model's own rate, as before the experiments' 0.1 (see
+# ppm/configs/experiments.py).
+OVERRIDE_ROWS = (
+    ("URM + PPM (finetune, plug-in at the model's rate)", "urm", "train_large",
+     "model.plugin.learning_rate_multiplier=1.0"),
+)
 
 
 def set_passes(config, passes: float) -> None:
@@ -76,7 +83,7 @@ def parse_variant(text: str) -> tuple[str, str, str, str]:
 
 def rows(args) -> list[tuple[str, str, str, str]]:
     """The rows to train: (label, experiment, window, overrides)."""
-    base = [(label, e, w, "") for label, e, w in ROWS
+    base = [(label, e, w, o) for label, e, w, o in [r + ("",) for r in ROWS] + list(OVERRIDE_ROWS)
             if not args.only or e in args.only or label in args.only]
     return base + list(args.variant)
 

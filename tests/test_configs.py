@@ -18,10 +18,11 @@ def test_paper_preset_carries_ppm_section_4_2_3():
 
 @pytest.mark.parametrize("experiment,model_type,plugin,window", [
     ("ppm_pretrain", "ppm", "none", "pretrain"),
-    ("urm", "urm", "ppm (finetune)", "train_large"),
+    ("urm", "urm", "ppm (finetune, lr x0.1)", "train_large"),
     ("urm_ppm_frozen", "urm", "ppm (frozen)", "train_large"),
     ("urm_wo_ppm", "urm", "none", "train_large"), ("base", "urm", "none", "train_large"),
-    ("din", "din", "none", "train_large"), ("dsin_ppm", "dsin", "ppm (finetune)", "train_large"),
+    ("din", "din", "none", "train_large"),
+    ("dsin_ppm", "dsin", "ppm (finetune, lr x0.1)", "train_large"),
 ])
 def test_experiments_derive_from_presets(experiment, model_type, plugin, window):
     demo = configs.get_config(experiment, "demo")

@@ -25,14 +25,15 @@ def test_diagnosis_of_a_fine_tuned_urm(tiny_urm_run, tiny_ppm_run):
     assert sum(b["items"] for b in by_count.values()) == len(
         model.idsm.embedders[0].embeddings[0].vocabulary)
 
-    # the un-ablated model is the evaluated one: same AUC on the same examples
+    # the un-ablated model is the evaluated one: same AUC on the same examples (up to the
+    # ties that float32 probabilities near 0.5 make where the logits differ)
     files = pipeline.list_files(os.path.join(config.data.examples, "test"))
     scored = evaluate.score(model, files, inputs.schema, 256, progress=False)
     reliance = result["reliance"]
     assert reliance["all"]["examples"] == len(scored["p_click"])
     assert reliance["all"]["clicks"] == int(scored["label_click"].sum())
     assert np.isclose(reliance["all"]["auc"], metrics.auc(scored["label_click"],
-                                                          scored["p_click"]))
+                                                          scored["p_click"]), atol=2e-3)
     assert np.isclose(reliance["all"]["mean_p_click"], scored["p_click"].mean(), atol=1e-5)
     assert sum(reliance[b]["examples"] for b in reliance if b != "all") == \
         reliance["all"]["examples"]

@@ -27,7 +27,8 @@ def test_variants_and_only_select_rows():
         table3.parse_variant("no experiment")
     args = argparse.Namespace(only=["urm_wo_ppm"], variant=[("V", "urm", "train_large", "x=1")])
     assert [r[0] for r in table3.rows(args)] == ["URM wo. PPM", "V"]
-    assert len(table3.rows(argparse.Namespace(only=[], variant=[]))) == len(table3.ROWS)
+    assert len(table3.rows(argparse.Namespace(only=[], variant=[]))) == len(table3.ROWS) + len(
+        table3.OVERRIDE_ROWS)
 
 
 def test_paired_differences_see_a_better_model_and_zero_for_the_same(tmp_path):

@@ -60,7 +60,9 @@ def _sgd(rate=0.5):
 
 def _sgd_urm(ppm_dir, tiny_world, tiny_examples, tiny_cache, plugin, rate=0.5):
     """URM trained by SGD at ``rate`` with ``plugin`` settings, from the same initial weights
-    (seed 0) every time."""
+    (seed 0) every time; the plug-in at the model's rate unless ``plugin`` says otherwise
+    (the ``urm`` experiment's is 0.1x), so each setting is seen alone."""
+    plugin = {"learning_rate_multiplier": 1.0, **plugin}
     c = _config("urm", tiny_world, tiny_examples, tiny_cache, ppm_dir, plugin=plugin)
     c.override(_sgd(rate))
     tf.keras.utils.set_random_seed(0)
