@@ -29,7 +29,10 @@ Run (from the repository root, after ``make demo`` built ``runs/demo``)::
     .venv/bin/python benchmarks/table3.py --run_root runs/demo --preset demo --seeds 0 1 2
 
 Writes ``benchmarks/results/table3.json`` and ``table3_cold_start.png``; runs go to
-``<run_root>/table3/``.
+``<run_root>/table3/``. The demo world's single test day has too few clicks on cold items to
+read; docs/benchmarks.md ("The plug-in on cold items") builds a ``demo_week`` world (7 test
+days) and a MovieLens-format dataset (``benchmarks/movielens_format.py``) for them, and gives
+the commands.
 """
 
 from __future__ import annotations
