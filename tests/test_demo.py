@@ -112,7 +112,7 @@ def test_demo_runs_every_stage_and_reuses_outputs(tmp_path, capfd):
     assert f"{stats['windows']['test']['examples']:,}" in line
     assert "Encoders (held-out query -> item retrieval" in out and "Embedding cache" in out
     # Stages 6-7: PPM pre-trained, URM trained with it and evaluated on the test day.
-    assert "urm (plug-in ppm (finetune)) on test" in out and "oracle AUC" in out
+    assert "urm (plug-in ppm (finetune, lr x0.1)) on test" in out and "oracle AUC" in out
     with open(os.path.join(run_dir, "train", "tiny_urm", "config.yaml")) as f:
         assert os.path.join(run_dir, "train", "tiny_ppm_pretrain") in f.read()
     with open(os.path.join(run_dir, "train", "tiny_urm", "metrics.json")) as f:
