@@ -20,10 +20,11 @@ from ppm.layers.session_interest import (
     SessionSplit,
 )
 from ppm.layers.shared_bottom import SharedBottom
+from ppm.layers.simtier import SimTier
 from ppm.layers.target_attention import TargetAttention
 from ppm.layers.wide import HashedLinear
 
 __all__ = ["BehaviorTransformer", "CachedItemEmbedding", "Dice", "FactorizationMachine",
            "HashEmbedding", "HashedLinear", "IdEmbedding", "MIANInterest", "MLP", "MMoE",
            "SessionActivation", "SessionInterestExtractor", "SessionInterestInteractor",
-           "SessionSplit", "SharedBottom", "TargetAttention"]
+           "SessionSplit", "SharedBottom", "SimTier", "TargetAttention"]
