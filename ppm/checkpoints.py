@@ -205,12 +205,14 @@ def prepare_resume(folder: str) -> tuple[str | None, list]:
     return found.newest, found.damaged
 
 
-def load_ppm_module(module, path: str) -> str:
-    """Restores a PPM module from a ``ppm_pretrain`` run (PPM §3.2.2: the plug-in).
+def load_module(module, path: str, attribute: str = "ppm") -> str:
+    """Restores a plug-in module from the run that pre-trained it (PPM §3.2.2: a
+    ``ppm_pretrain`` run; Taobao §4.3: a ``make_pretrain`` run).
 
-    ``module`` is the plug-in module of any ranking model (a built ``SequenceModule``); it is
-    matched to the run's ``model/ppm`` object. Every variable of the module must be found in
-    the checkpoint; the PPM model's CTR head and optimizer slots are ignored.
+    ``module`` is the plug-in module of any ranking model (built); it is matched to the run's
+    ``model/<attribute>`` object. Every variable of the module must be found in the
+    checkpoint; the pre-training model's other parts (PPM's CTR head) and optimizer slots are
+    ignored.
 
     Returns:
       The checkpoint read.
@@ -222,11 +224,16 @@ def load_ppm_module(module, path: str) -> str:
     """
     ckpt = latest(path)
     if module is None:
-        raise ValueError("the model has no PPM module to load")
-    status = tf.train.Checkpoint(model=tf.train.Checkpoint(ppm=module)).restore(ckpt)
+        raise ValueError(f"the model has no {attribute} module to load")
+    status = tf.train.Checkpoint(model=tf.train.Checkpoint(**{attribute: module})).restore(ckpt)
     status.expect_partial().assert_existing_objects_matched()
-    logger.info("Loaded the PPM module from %s", ckpt)
+    logger.info("Loaded the %s module from %s", attribute, ckpt)
     return ckpt
+
+
+def load_ppm_module(module, path: str) -> str:
+    """:func:`load_module` of a ``ppm_pretrain`` run's PPM module."""
+    return load_module(module, path, "ppm")
 
 
 def warm_start(model, template, path: str) -> dict:

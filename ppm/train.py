@@ -393,7 +393,8 @@ def needs_plugin_checkpoint(config) -> bool:
 
 def use_demo_folders(config, run_root: str, preset: str) -> None:
     """Points a config with no data paths at the demo's folders under ``run_root``, and a
-    plug-in without a checkpoint at the demo's pre-trained PPM run (``make demo`` builds both).
+    plug-in without a checkpoint at the pre-trained run of its kind there
+    (``train/<preset>_<kind>_pretrain``: ``make demo`` builds the data and the PPM run).
 
     Raises:
       FileNotFoundError: the folders (or the pre-trained run) are not there: the message says
@@ -410,13 +411,14 @@ def use_demo_folders(config, run_root: str, preset: str) -> None:
                 "data.examples=DIR,data.embeddings=DIR,data.dataset=DIR")
         config.override({"data": paths})
     if needs_plugin_checkpoint(config):
-        run = os.path.join(run_root, "train", f"{preset}_ppm_pretrain")
+        kind = config.model.plugin.kind
+        run = os.path.join(run_root, "train", f"{preset}_{kind}_pretrain")
         if not tf.io.gfile.exists(os.path.join(run, SUMMARY_FILE)):
             raise FileNotFoundError(
                 f"model.plugin.init={config.model.plugin.init!r} loads a pre-trained "
-                f"{config.model.plugin.kind} but model.plugin.checkpoint is not set and {run} "
+                f"{kind} but model.plugin.checkpoint is not set and {run} "
                 f"holds no finished run: pre-train one (python -m ppm.train --experiment "
-                f"ppm_pretrain --preset {preset}) or set model.plugin.checkpoint=RUN")
+                f"{kind}_pretrain --preset {preset}) or set model.plugin.checkpoint=RUN")
         logger.info("Plug-in checkpoint: %s", run)
         config.override({"model": {"plugin": {"checkpoint": run}}})
 

@@ -23,6 +23,8 @@ def test_paper_preset_carries_ppm_section_4_2_3():
     ("urm_wo_ppm", "urm", "none", "train_large"), ("base", "urm", "none", "train_large"),
     ("din", "din", "none", "train_large"),
     ("dsin_ppm", "dsin", "ppm (finetune, lr x0.1)", "train_large"),
+    ("make_pretrain", "make", "none", "train_large"),
+    ("din_simtier_make", "din", "make (finetune, lr x0.1)", "train_large"),
 ])
 def test_experiments_derive_from_presets(experiment, model_type, plugin, window):
     demo = configs.get_config(experiment, "demo")
@@ -68,7 +70,30 @@ def test_a_run_config_keeps_only_its_own_model_block():
     c = configs.resolve("din", "demo")
     d = c.as_dict()["model"]
     assert d["type"] == "din" and "din" in d
-    assert not set(d) & {"urm", "ppm", "wide_deep", "deepfm", "dsin", "mian"}
+    assert not set(d) & {"urm", "ppm", "wide_deep", "deepfm", "dsin", "mian", "make"}
+    # A plug-in's module is sized by its model's block: that block is kept too.
+    c = configs.resolve("din_make", "demo",
+                        params_override="model.plugin.checkpoint=x,model.make.mlp_units=[9,8,7]")
+    d = c.as_dict()["model"]
+    assert "din" in d and d["make"]["mlp_units"] == [9, 8, 7] and "ppm" not in d
+
+
+def test_make_pretrains_for_several_passes_and_the_multimodal_settings_are_checked():
+    assert configs.get_config("make_pretrain", "demo").trainer.train_passes == 4.0
+    assert configs.get_config("din", "demo").trainer.train_passes == 1.0
+    for override, match in (("model.multimodal.side=[vector,nope]", "multimodal.side"),
+                            ("model.multimodal.modality=video", "multimodal.modality"),
+                            ("model.multimodal.num_tiers=0", "num_tiers"),
+                            ("model.make.hidden_outputs=[3]", "hidden_outputs")):
+        with pytest.raises(ValueError, match=match):
+            configs.resolve("din_simtier", "demo", params_override=override)
+    with pytest.raises(ValueError, match="zoo's models"):
+        configs.resolve("urm_wo_ppm", "demo", params_override="model.multimodal.side=[simtier]")
+    with pytest.raises(ValueError, match="takes no plug-in"):
+        configs.resolve("make_pretrain", "demo", params_override="model.plugin.kind=ppm,"
+                        "model.plugin.init=random")
+    with pytest.raises(ValueError, match="make_pretrain run folder"):
+        configs.resolve("din_make", "demo")
 
 
 def test_run_configs_of_older_versions_are_upgraded(tmp_path):

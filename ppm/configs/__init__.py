@@ -9,14 +9,24 @@ from ppm.configs.experiments import (
                                      EXPERIMENTS,
                                      PRESETS,
                                      RUN_CONFIG_FILE,
+                                     TAOBAO,
                                      ZOO,
                                      data_paths,
                                      get_config,
                                      read_run_config,
                                      resolve,
 )
-from ppm.configs.models import HeadConfig, ModelConfig, PluginConfig, TransformerConfig
+from ppm.configs.models import (
+    MODALITIES,
+    HeadConfig,
+    MAKEConfig,
+    ModelConfig,
+    MultimodalConfig,
+    PluginConfig,
+    TransformerConfig,
+)
 
 __all__ = ["DataConfig", "ExperimentConfig", "ModelConfig", "RuntimeConfig", "TrainerConfig",
-           "TransformerConfig", "HeadConfig", "PluginConfig", "EXPERIMENTS", "PRESETS", "ZOO",
+           "TransformerConfig", "HeadConfig", "PluginConfig", "MAKEConfig", "MultimodalConfig",
+           "MODALITIES", "EXPERIMENTS", "PRESETS", "TAOBAO", "ZOO",
            "RUN_CONFIG_FILE", "data_paths", "get_config", "read_run_config", "resolve"]

@@ -1,7 +1,9 @@
 """Registered experiments and presets.
 
 An experiment is a model choice (``ppm_pretrain``, ``urm`` and its plug-in modes and
-ablations, each zoo model without and with the PPM plug-in); a preset sizes it: ``paper``
+ablations, each zoo model without and with the PPM plug-in, Taobao's ``make_pretrain`` and
+its integration methods on DIN: ``din_vector``, ``din_simscore``, ``din_simtier``,
+``din_make``, ``din_simtier_make``); a preset sizes it: ``paper``
 carries PPM §4.2.3 (MirroredStrategy, global batch 20000, Adam 4e-4 -> 1e-4, N(0, 0.01)
 initialisation, 64-d id and modal embeddings, 2 layers, 4 heads), ``demo`` fits a 2-core
 CPU in minutes, ``tiny`` is for tests and smoke runs. Each is registered with
@@ -20,7 +22,7 @@ from official.modeling import hyperparams
 
 from ppm.configs import legacy
 from ppm.configs.definitions import ExperimentConfig, adam_linear_decay
-from ppm.configs.models import model_types
+from ppm.configs.models import PRETRAINED_MODULES, model_types
 
 # The paper's URM: loaded, then fine-tuned, at a tenth of the model's learning rate. At the
 # model's rate Adam moved an under-trained plug-in 22% (relative L2) in its first 40 steps and
@@ -30,15 +32,32 @@ from ppm.configs.models import model_types
 PLUGIN_LEARNING_RATE_MULTIPLIER = 0.1
 PPM_PLUGIN = {"kind": "ppm", "init": "finetune",
               "learning_rate_multiplier": PLUGIN_LEARNING_RATE_MULTIPLIER}
-# PPM Table 2's baselines: every model type but PPM and URM (a model's config block in
-# ppm/configs/models.py is enough to give it the experiments <model> and <model>_ppm).
-ZOO = tuple(t for t in model_types() if t not in ("ppm", "urm"))
+# PPM Table 2's baselines: every model type but URM and the pre-trained modules (a model's
+# config block in ppm/configs/models.py is enough to give it the experiments <model> and
+# <model>_ppm).
+ZOO = tuple(t for t in model_types() if t not in ("urm", *PRETRAINED_MODULES))
+# Taobao §6's integration methods on its ID-based production model, DIN (Table 3): the cached
+# multimodal vectors as side information, and the MAKE plug-in of a make_pretrain run (fine-
+# tuned at a tenth of the model's rate, as the PPM plug-in).
+MAKE_PLUGIN = {**PPM_PLUGIN, "kind": "make"}
+# MAKE's pre-training passes over the training window (Taobao §4.3 "multiple epochs"; Fig.
+# 6(c) sweeps 0-8 with trainer.train_passes).
+MAKE_PASSES = 4.0
+TAOBAO = {
+    "din_vector": {"multimodal": {"side": ["vector"]}},
+    "din_simscore": {"multimodal": {"side": ["simscore"]}},
+    "din_simtier": {"multimodal": {"side": ["simtier"]}},
+    "din_make": {"plugin": MAKE_PLUGIN},
+    "din_simtier_make": {"multimodal": {"side": ["simtier"]}, "plugin": MAKE_PLUGIN},
+}
 
 # experiment -> overrides of the preset (a plug-in's checkpoint is set when training: the
 # demo pre-trains one, elsewhere --params_override model.plugin.checkpoint=RUN)
 EXPERIMENTS = {
     "ppm_pretrain": {"model": {"type": "ppm", "tasks": ["click"]},
                      "data": {"train_window": "pretrain"}},
+    # MAKE pre-trains on the ID model's own training window (Taobao §4.3)
+    "make_pretrain": {"model": {"type": "make", "tasks": ["click"]}},
     "urm": {"model": {"type": "urm", "plugin": PPM_PLUGIN}},
     "urm_ppm_frozen": {"model": {"type": "urm", "plugin": {"kind": "ppm", "init": "frozen"}}},
     # random: the module learns from scratch, at the model's rate
@@ -49,6 +68,8 @@ EXPERIMENTS = {
 for _model in ZOO:  # each baseline without and with the PPM plug-in (Table 2)
     EXPERIMENTS[_model] = {"model": {"type": _model}}
     EXPERIMENTS[f"{_model}_ppm"] = {"model": {"type": _model, "plugin": PPM_PLUGIN}}
+for _name, _model_override in TAOBAO.items():
+    EXPERIMENTS[_name] = {"model": {"type": "din", **_model_override}}
 PRESETS = ("paper", "demo", "tiny")
 RUN_CONFIG_FILE = "config.yaml"  # the resolved config, in every run folder
 
@@ -85,7 +106,8 @@ def demo() -> ExperimentConfig:
                   "wide_deep": {"hash_bins": 20_000}, "deepfm": {"hash_bins": 20_000},
                   "din": {"attention_units": [32, 16]},
                   "dsin": {"num_heads": 2, "lstm_units": 16},
-                  "mian": {"num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
+                  "mian": {"num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+                  "make": {"attention_units": [32, 16], "mlp_units": [64, 32, 16]}},
         "trainer": {"train_passes": 1.0, "checkpoint_interval": 40,
                     "optimizer": _linear_decay(2e-3, 5e-4)},
     })
@@ -104,7 +126,9 @@ def tiny() -> ExperimentConfig:
                   "wide_deep": {"hash_bins": 1000}, "deepfm": {"hash_bins": 1000},
                   "din": {"attention_units": [8]},
                   "dsin": {"max_sessions": 3, "session_length": 4, "lstm_units": 4},
-                  "mian": {"num_layers": 1, "intermediate_size": 16}},
+                  "mian": {"num_layers": 1, "intermediate_size": 16},
+                  "make": {"attention_units": [8], "mlp_units": [16, 8, 4]},
+                  "multimodal": {"num_tiers": 4}},
         "trainer": {"train_passes": 0.0, "train_steps": 4, "checkpoint_interval": 2,
                     "eval_batch_size": 256},
     })
@@ -126,6 +150,8 @@ def _factory(experiment: str, preset: str):
             # three passes over the pretrain window, at least 1000 steps (see demo())
             c.override({"trainer": {"train_passes": 3.0, "min_train_steps": 1000,
                                     "checkpoint_interval": 160}})
+        if c.model.type == "make" and preset != "tiny":
+            c.override({"trainer": {"train_passes": MAKE_PASSES}})
         return c
     return make
 

@@ -16,7 +16,13 @@ import dataclasses
 
 from official.modeling import hyperparams
 
-PLUGIN_KINDS = ("", "ppm")  # "": no plug-in
+PLUGIN_KINDS = ("", "ppm", "make")  # "": no plug-in
+# Models that are pre-trained to be plugged into others (model.plugin.kind of the same name):
+# they take no plug-in and learn click only.
+PRETRAINED_MODULES = ("ppm", "make")
+MULTIMODAL_SIDE = ("vector", "simscore", "simtier")
+# model.multimodal.modality -> the cache's modalities it reads
+MODALITIES = {"image": ("image",), "text": ("text",), "both": ("text", "image")}
 TASK_LOSSES = ("bce",)  # ppm.losses.LOSSES (configs import no TensorFlow)
 PLUGIN_INITS = ("random", "frozen", "finetune")
 HEAD_TYPES = ("mmoe", "mlp")
@@ -204,14 +210,83 @@ class MIANConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class MAKEConfig(hyperparams.Config):
+    """MAKE, the multimodal knowledge extractor (Taobao §4.3, Eq. 3-5), used as the ``make``
+    model (its CTR pre-training, ``make_pretrain``) and as the ``make`` plug-in (whose run
+    config keeps this block too). It reads ``model.multimodal.modality``.
+
+    Attributes:
+      attention_units, attention_activation: DIN's local activation unit over the modal
+        vectors (Eq. 3).
+      mlp_units: the hidden layers of MLP_MAKE; with its logit unit, ``len + 1`` layers
+        (the paper's four: three hidden layers).
+      hidden_outputs: the hidden layers of MLP_MAKE (indices, -1 the last) whose outputs join
+        the downstream model beside ``v_MAKE`` (§4.3 "intermediate outputs").
+      logit_output: MAKE's CTR logit joins the downstream model too.
+    """
+
+    attention_units: list[int] = dataclasses.field(default_factory=lambda: [80, 40])
+    attention_activation: str = "dice"
+    mlp_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80, 40])
+    hidden_outputs: list[int] = dataclasses.field(default_factory=lambda: [-1])
+    logit_output: bool = True
+
+    def validate(self) -> None:
+        if not self.mlp_units or min(self.mlp_units) < 1:
+            raise ValueError(f"model.make.mlp_units must be positive widths, got "
+                             f"{list(self.mlp_units)}")
+        n = len(self.mlp_units)
+        if any(not -n <= i < n for i in self.hidden_outputs):
+            raise ValueError(f"model.make.hidden_outputs {list(self.hidden_outputs)} must "
+                             f"index the {n} hidden layers of model.make.mlp_units")
+
+
+@dataclasses.dataclass
+class MultimodalConfig(hyperparams.Config):
+    """Pre-trained multimodal vectors (the embedding cache) in an ID model (Taobao §4, §6.1.3).
+
+    Attributes:
+      side: what the zoo model's fields and MLP input receive, any of ``vector`` (each item's
+        vector, projected to one more field), ``simscore`` (each history item's similarity to
+        the target, embedded as one more field) and ``simtier`` (the similarities' counts in
+        ``num_tiers`` tiers, into the MLP input); empty: none.
+      modality: the cache's ``image`` (the paper's §6 case study), ``text``, or ``both``.
+      num_tiers: SimTier's N.
+    """
+
+    side: list[str] = dataclasses.field(default_factory=list)
+    modality: str = "image"
+    num_tiers: int = 10
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return MODALITIES[self.modality]
+
+    def validate(self) -> None:
+        """Raises ValueError naming the field when the settings cannot be built."""
+        bad = [x for x in self.side if x not in MULTIMODAL_SIDE]
+        if bad or len(set(self.side)) != len(self.side):
+            raise ValueError(f"model.multimodal.side must hold distinct values of "
+                             f"{MULTIMODAL_SIDE}, got {list(self.side)}")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"model.multimodal.modality must be one of {tuple(MODALITIES)}, "
+                             f"got {self.modality!r}")
+        if self.num_tiers < 1:
+            raise ValueError(f"model.multimodal.num_tiers must be >= 1, got {self.num_tiers}")
+
+
+@dataclasses.dataclass
 class ModelConfig(hyperparams.OneOfConfig):
     """Which model (``type``), its own sizes (``model.<type>``), and the shared settings.
 
     Attributes:
       type: a registered model builder: ``ppm``, ``urm``, ``wide_deep``, ``deepfm``, ``din``,
-        ``dsin``, ``mian``.
-      plugin: the pre-trained plug-in (any model but ``ppm``): :class:`PluginConfig`.
-      head: the multi-task head (every model but ``ppm``): :class:`HeadConfig`.
+        ``dsin``, ``mian``, ``make``.
+      plugin: the pre-trained plug-in (any model but ``ppm`` and ``make``, the pre-trained
+        modules themselves): :class:`PluginConfig`.
+      head: the multi-task head (every model but ``ppm`` and ``make``): :class:`HeadConfig`.
+      multimodal: the cached multimodal vectors as side information of a zoo model (Vector,
+        SimScore, SimTier) and the modality MAKE reads: :class:`MultimodalConfig`.
       id_dim: width of each ID embedding (sku, shop, brand, category).
       profile_dim: width of each user profile feature embedding (part of D).
       profile_hash_bins: hash buckets per profile feature.
@@ -239,8 +314,10 @@ class ModelConfig(hyperparams.OneOfConfig):
     din: DINConfig = dataclasses.field(default_factory=DINConfig)
     dsin: DSINConfig = dataclasses.field(default_factory=DSINConfig)
     mian: MIANConfig = dataclasses.field(default_factory=MIANConfig)
+    make: MAKEConfig = dataclasses.field(default_factory=MAKEConfig)
     plugin: PluginConfig = dataclasses.field(default_factory=PluginConfig)
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    multimodal: MultimodalConfig = dataclasses.field(default_factory=MultimodalConfig)
     id_dim: int = 64
     profile_dim: int = 8
     profile_hash_bins: int = 64
@@ -254,11 +331,12 @@ class ModelConfig(hyperparams.OneOfConfig):
     task_losses: list[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self):
-        """The shared fields and the selected model's block (not the other models')."""
+        """The shared fields, the selected model's block and the plug-in's (not the others')."""
         out = {k: self._export_config(v) for k, v in self.__dict__.items()
                if k not in self.RESERVED_ATTR and k not in model_types()}
-        if self.type in model_types():
-            out[self.type] = self._export_config(self.get())
+        for name in (self.type, self.plugin.kind):  # a plug-in's module has its model's sizes
+            if name in model_types():
+                out[name] = self._export_config(getattr(self, name))
         return out
 
     def validate(self) -> None:
@@ -271,26 +349,33 @@ class ModelConfig(hyperparams.OneOfConfig):
                              f"(none), got {p.kind!r}")
         if p.init not in PLUGIN_INITS:
             raise ValueError(f"model.plugin.init must be one of {PLUGIN_INITS}, got {p.init!r}")
-        if p.kind and self.type == "ppm":
-            raise ValueError("the ppm model is what a plug-in is made of: it takes no plug-in "
-                             "(model.plugin.kind='')")
+        if p.kind and self.type in PRETRAINED_MODULES:
+            raise ValueError(f"the {self.type} model is what a plug-in is made of: it takes no "
+                             "plug-in (model.plugin.kind='')")
         p.validate()
+        self.multimodal.validate()
+        self.make.validate()
+        if self.multimodal.side and self.type in (*PRETRAINED_MODULES, "urm"):
+            raise ValueError(f"model.multimodal.side {list(self.multimodal.side)} applies to "
+                             f"the zoo's models (wide_deep, deepfm, din, dsin, mian), not "
+                             f"{self.type}")
         if not 0.0 <= self.id_dropout < 1.0:
             raise ValueError(f"model.id_dropout must be in [0, 1), got {self.id_dropout}")
-        if self.type == "ppm" and (self.id_dropout or self.frequency_gate):
-            raise ValueError("the ppm model is ID-free: model.id_dropout and "
+        if self.type in PRETRAINED_MODULES and (self.id_dropout or self.frequency_gate):
+            raise ValueError(f"the {self.type} model is ID-free: model.id_dropout and "
                              "model.frequency_gate apply to ID models")
         if p.kind and p.init != "random" and not p.checkpoint:
             raise ValueError(f"model.plugin.init={p.init!r} loads a pre-trained {p.kind}: set "
-                             "model.plugin.checkpoint to a ppm_pretrain run folder")
+                             f"model.plugin.checkpoint to a {p.kind}_pretrain run folder")
         if self.head.type not in HEAD_TYPES:
             raise ValueError(f"model.head.type must be one of {HEAD_TYPES}, got "
                              f"{self.head.type!r}")
         tasks = list(self.tasks)
         if not tasks or len(set(tasks)) != len(tasks):
             raise ValueError(f"model.tasks must be non-empty and unique, got {tasks}")
-        if self.type == "ppm" and tasks != ["click"]:
-            raise ValueError(f"the ppm model learns click only (PPM §3.1.3), got {tasks}")
+        if self.type in PRETRAINED_MODULES and tasks != ["click"]:
+            raise ValueError(f"the {self.type} model learns click only (PPM §3.1.3, Taobao "
+                             f"§4.3 Eq. 5), got {tasks}")
         for name in ("task_weights", "task_losses"):
             values = getattr(self, name)
             if values and len(values) != len(tasks):
@@ -306,4 +391,4 @@ def model_types() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(ModelConfig)
                  if isinstance(f.default_factory, type)
                  and issubclass(f.default_factory, hyperparams.Config)
-                 and f.name not in ("plugin", "head", "transformer"))
+                 and f.name not in ("plugin", "head", "transformer", "multimodal"))

@@ -77,5 +77,4 @@ def build(config, inputs, parts) -> Ranker:
         len(parts.task_weights), wide_features(inputs.schema.profile_features),
         hash_bins=m.deepfm.hash_bins, max_history=config.data.max_history,
         init_stddev=m.init_stddev, name="deepfm")
-    return Ranker(parts.fields(), backbone, parts.head(), **parts.ranking_kwargs(),
-                  plugin=parts.plugin(), name="deepfm")
+    return Ranker(parts.fields(), backbone, parts.head(), **parts.ranker_kwargs(), name="deepfm")

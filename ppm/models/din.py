@@ -54,4 +54,4 @@ def build(config, inputs, parts) -> Ranker:
                                 normalize=m.din.normalize, init_stddev=m.init_stddev,
                                 name="attention")
     return Ranker(parts.fields(), DINBackbone(attention, name="din"), parts.head(),
-                  **parts.ranking_kwargs(), plugin=parts.plugin(), name="din")
+                  **parts.ranker_kwargs(), name="din")

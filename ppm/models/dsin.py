@@ -100,5 +100,4 @@ def build(config, inputs, parts) -> Ranker:
                             num_heads=m.dsin.num_heads, lstm_units=m.dsin.lstm_units,
                             dropout=m.transformer.dropout, init_stddev=m.init_stddev,
                             name="dsin")
-    return Ranker(parts.fields(), backbone, parts.head(), **parts.ranking_kwargs(),
-                  plugin=parts.plugin(), name="dsin")
+    return Ranker(parts.fields(), backbone, parts.head(), **parts.ranker_kwargs(), name="dsin")

@@ -48,9 +48,11 @@ class ModelInputs:
 
 
 def uses_cache(config) -> bool:
-    """Whether the model or its plug-in reads the embedding cache."""
+    """Whether the model, its plug-in or its multimodal side information reads the embedding
+    cache."""
     plugin = plugins.get(config.model.plugin.kind)
-    return registry.reads_cache(config.model) or bool(plugin and plugin.reads_cache)
+    return (registry.reads_cache(config.model) or bool(plugin and plugin.reads_cache)
+            or bool(config.model.multimodal.side))
 
 
 def read_vocabulary(path: str) -> list[str]:

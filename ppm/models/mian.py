@@ -72,8 +72,7 @@ def build(config, inputs, parts) -> Ranker:
     m = config.model
     fields = parts.fields()
     backbone = MIANBackbone(
-        fields.items.width, num_layers=m.mian.num_layers, num_heads=m.mian.num_heads,
+        parts.item_width, num_layers=m.mian.num_layers, num_heads=m.mian.num_heads,
         intermediate_size=m.mian.intermediate_size, dropout=m.transformer.dropout,
         init_stddev=m.init_stddev, name="mian")
-    return Ranker(fields, backbone, parts.head(), **parts.ranking_kwargs(),
-                  plugin=parts.plugin(), name="mian")
+    return Ranker(fields, backbone, parts.head(), **parts.ranker_kwargs(), name="mian")

@@ -12,12 +12,14 @@ models instead of constructing it, which keeps two things true:
 
 from __future__ import annotations
 
-from ppm.layers import BehaviorTransformer, CachedItemEmbedding, MMoE
+from ppm.features import ID_FIELDS
+from ppm.layers import BehaviorTransformer, CachedItemEmbedding, MMoE, TargetAttention
 from ppm.layers.cold_start import FrequencyGate, IdDropout
 from ppm.layers.shared_bottom import SharedBottom
 from ppm.models import plugins
 from ppm.models.fields import FieldEmbedding
 from ppm.models.modules import ItemIdEmbedding, ModalItemEmbedding, SequenceModule
+from ppm.models.multimodal import ModalVectors, MultimodalSide
 
 
 class Parts:
@@ -32,6 +34,7 @@ class Parts:
         self.config, self.inputs = config, inputs
         self.model_config = config.model
         self._cache_layer = None
+        self._side = ()  # not yet built (None: the model has none)
 
     @property
     def task_weights(self) -> dict:
@@ -106,6 +109,45 @@ class Parts:
         """The plug-in of ``model.plugin`` (a layer ``features -> tuple``), or None."""
         plugin = plugins.get(self.model_config.plugin.kind)
         return None if plugin is None else plugin.build(self)
+
+    def modal_vectors(self, name: str = "modal_vectors") -> ModalVectors:
+        """The cached vectors of ``model.multimodal.modality``, over the shared cache layer."""
+        return ModalVectors(self.cache_layer, self.model_config.multimodal.modalities,
+                            name=name)
+
+    def side(self) -> MultimodalSide | None:
+        """Vector / SimScore / SimTier of ``model.multimodal.side`` (built once), or None."""
+        if self._side == ():
+            mm, m = self.model_config.multimodal, self.model_config
+            self._side = None if not mm.side else MultimodalSide(
+                self.modal_vectors(), mm.side, m.id_dim, num_tiers=mm.num_tiers,
+                max_history=self.config.data.max_history, init_stddev=m.init_stddev,
+                name="multimodal_side")
+        return self._side
+
+    @property
+    def item_width(self) -> int:
+        """Width of a zoo item: its ID fields and the side fields, ``id_dim`` each."""
+        side = self.side()
+        return self.model_config.id_dim * (len(ID_FIELDS) + (side.num_fields if side else 0))
+
+    def ranker_kwargs(self) -> dict:
+        """:class:`~ppm.models.ranker.Ranker`'s shared arguments: :meth:`ranking_kwargs`, the
+        plug-in and the multimodal side information."""
+        return {**self.ranking_kwargs(), "plugin": self.plugin(), "side": self.side()}
+
+    def make_module(self):
+        """MAKE's module (Taobao §4.3): DIN over the modal vectors + MLP_MAKE."""
+        from ppm.models.make import MAKEModule  # noqa: PLC0415 - make registers a builder
+
+        m, mk = self.model_config, self.model_config.make
+        attention = TargetAttention(hidden_units=mk.attention_units,
+                                    activation=mk.attention_activation,
+                                    init_stddev=m.init_stddev, name="attention")
+        return MAKEModule(self.modal_vectors(), attention, mlp_units=mk.mlp_units,
+                          hidden_outputs=mk.hidden_outputs, logit_output=mk.logit_output,
+                          max_history=self.config.data.max_history,
+                          init_stddev=m.init_stddev, name="make")
 
     def fields(self) -> FieldEmbedding:
         """The zoo's embedded fields (:class:`~ppm.models.fields.FieldEmbedding`)."""

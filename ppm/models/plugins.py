@@ -4,9 +4,14 @@ A plug-in is a setting of the model config (``model.plugin``: ``kind``, ``init``
 ``checkpoint``), not a model: every builder asks :class:`~ppm.models.parts.Parts` for
 ``parts.plugin()`` and concatenates its outputs into the model's representation, and training
 initialises it through :func:`initialise`, so no code outside this module knows a plug-in by
-name. Today's kind is ``ppm``: the PPM module (cached ``[E_title | E_image]`` items and a
-Behavior-Transformer), whose ``[U_MO | I_MO]`` joins the representation; a later kind (MAKE,
-SimTier) is one more :class:`Plugin` in :data:`PLUGINS`.
+name. The kinds:
+
+- ``ppm``: the PPM module (cached ``[E_title | E_image]`` items and a Behavior-Transformer) of a
+  ``ppm_pretrain`` run, whose ``[U_MO | I_MO]`` joins the representation (PPM §3.2.2);
+- ``make``: the MAKE module (DIN over cached multimodal vectors + MLP_MAKE) of a
+  ``make_pretrain`` run, whose ``v_MAKE`` and MLP_MAKE outputs join it (Taobao §4.3).
+
+A new kind is one more :class:`Plugin` in :data:`PLUGINS`.
 
 Models expose their plug-in module as ``model.plugin_module`` (URM stores it as ``model.ppm``,
 the object path its checkpoints have always had).
@@ -43,22 +48,37 @@ class Plugin:
         raise NotImplementedError
 
 
-class PPMPlugin(Plugin):
-    """The PPM module of a ``ppm_pretrain`` run (PPM §3.2.2)."""
+class PretrainedModule(Plugin):
+    """A module pre-trained by the ``<kind>`` model (run ``<kind>_pretrain``), which holds it
+    under the attribute ``<kind>``: loading matches the checkpoint's ``model/<kind>``."""
 
-    kind = "ppm"
     reads_cache = True
-
-    def build(self, parts):
-        return parts.ppm_module()
 
     def load(self, module, checkpoint: str) -> str:
         from ppm import checkpoints  # noqa: PLC0415 - checkpoints imports the layers
 
-        return checkpoints.load_ppm_module(module, checkpoint)
+        return checkpoints.load_module(module, checkpoint, self.kind)
 
 
-PLUGINS = {p.kind: p for p in (PPMPlugin(),)}
+class PPMPlugin(PretrainedModule):
+    """The PPM module of a ``ppm_pretrain`` run (PPM §3.2.2)."""
+
+    kind = "ppm"
+
+    def build(self, parts):
+        return parts.ppm_module()
+
+
+class MAKEPlugin(PretrainedModule):
+    """The MAKE module of a ``make_pretrain`` run (Taobao §4.3)."""
+
+    kind = "make"
+
+    def build(self, parts):
+        return parts.make_module()
+
+
+PLUGINS = {p.kind: p for p in (PPMPlugin(), MAKEPlugin())}
 
 
 def get(kind: str) -> Plugin | None:

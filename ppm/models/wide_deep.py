@@ -105,5 +105,4 @@ def build(config, inputs, parts) -> Ranker:
         len(parts.task_weights), wide_features(inputs.schema.profile_features),
         crosses=m.wide_deep.crosses, hash_bins=m.wide_deep.hash_bins,
         max_history=config.data.max_history, init_stddev=m.init_stddev, name="wide_deep")
-    return Ranker(parts.fields(), backbone, parts.head(), **parts.ranking_kwargs(),
-                  plugin=parts.plugin(), name="wide_deep")
+    return Ranker(parts.fields(), backbone, parts.head(), **parts.ranker_kwargs(), name="wide_deep")

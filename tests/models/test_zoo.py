@@ -27,7 +27,7 @@ def _layers(model, kind):
 
 
 def test_every_model_type_is_registered_and_has_experiments():
-    assert registry.registered() == sorted(["ppm", "urm", *configs.ZOO])
+    assert registry.registered() == sorted(["ppm", "make", "urm", *configs.ZOO])
     for model in configs.ZOO:
         assert configs.get_config(model).model.type == model
         assert configs.get_config(f"{model}_ppm").model.plugin.kind == "ppm"
@@ -74,7 +74,11 @@ def test_outputs_representation_and_plugin(model_type, plugin, inputs, tiny_worl
 def test_padded_history_is_ignored(model_type, inputs, tiny_world, tiny_examples, tiny_cache):
     c = tiny_config(model_type, tiny_world, tiny_examples, tiny_cache,
                     model={"init_stddev": WIDE_INIT})
-    model = build_model(c, inputs)
+    assert_padding_is_ignored(build_model(c, inputs), inputs, tiny_examples)
+
+
+def assert_padding_is_ignored(model, inputs, tiny_examples):
+    """Real ids and random values in the padded history slots leave the scores unchanged."""
     (feats, _), schema = one_batch(tiny_examples)
     rng = np.random.default_rng(0)
     # Shorter histories: the slots past hist_len are padding, whatever they hold.
