@@ -1,7 +1,7 @@
 """Beam job: cache the title and image embeddings of every item (PPM §3.1.1, §3.2.3 Eq. 8).
 
     python -m beam_jobs.embed_items --dataset DIR [--text_model PATH] [--image_model PATH] \\
-        --out DIR [--batch_size N] [--num_shards N] [--overwrite] [standard Beam flags]
+        --out DIR [--parent DIR] [--batch_size N] [--num_shards N] [--overwrite] [Beam flags]
 
 Reads ``items.parquet`` (``item_id``, ``title``, ``image``) and runs the exported encoders
 (:mod:`ppm.encoders.contract`) with Beam's ``RunInference``, then writes the embedding cache
@@ -29,6 +29,10 @@ SavedModel. Those items get a zero vector with the flag at 0, and are counted (B
 in the returned summary and the manifest. After the run the job checks that it wrote exactly one
 record per row of ``items.parquet``; duplicate item ids make it fail (the dataset is invalid,
 ``python -m ppm.data.validate`` names them) without writing a manifest.
+
+``--parent OLD`` writes a new *version* of the cache ``OLD`` (Taobao §5: new items get their
+vectors without re-embedding the catalogue): only items that ``OLD`` lacks or whose title or
+image changed are embedded, every other record is copied (:mod:`beam_jobs.incremental`).
 
 Before running it refuses, with a clear error, a path that is not an exported encoder, an
 encoder of the other modality, two encoders of different dimensions, and an ``--out`` that
@@ -63,7 +67,7 @@ from apache_beam.metrics import Metrics, MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
-from beam_jobs import parquet_rows
+from beam_jobs import incremental, parquet_rows
 from beam_jobs.options import pipeline_options
 from ppm.data import cache, canonical
 from ppm.encoders import contract
@@ -92,6 +96,10 @@ def parse_args(argv=None):
                         help="Exported image encoder. Omit it for a text-only cache (a "
                         "dataset without images).")
     parser.add_argument("--out", required=True, help="Output folder of the cache.")
+    parser.add_argument("--parent", default=None,
+                        help="An existing cache to extend: write a new version of it into "
+                        "--out that embeds only the items it lacks or whose title or image "
+                        "changed, and copies the rest (same encoders required).")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="Largest inference batch (default %(default)s).")
     parser.add_argument("--min_batch_size", type=int, default=None,
@@ -179,24 +187,38 @@ def image_problem(data: bytes) -> str | None:
 
 
 class SplitModalities(beam.DoFn):
-    """Per item: its id on the main output, its title and image to the encoders if usable.
+    """Per item: ``(id, content fingerprint)`` on the ``fingerprints`` output; if it is to be
+    embedded, the same on the main output and its title and image to the encoders if usable.
 
     Only the ``modalities`` being embedded are looked at (an image-less cache decodes no image).
+    Side input ``parent`` (``--parent``): ``{item_id: fingerprint}`` of the parent cache; an
+    item whose fingerprint is there unchanged is not embedded (its record is copied).
     """
 
     TITLES = "titles"
     IMAGES = "images"
+    FINGERPRINTS = "fingerprints"
 
     def __init__(self, modalities=tuple(MODALITIES)):
         self._modalities = tuple(modalities)
         self._items = Metrics.counter(NAMESPACE, "items")
+        self._new = Metrics.counter(NAMESPACE, "new")
+        self._changed = Metrics.counter(NAMESPACE, "changed")
         self._no_title = Metrics.counter(NAMESPACE, "missing_title")
         self._no_image = Metrics.counter(NAMESPACE, "missing_image")
         self._bad_image = Metrics.counter(NAMESPACE, "undecodable_image")
 
-    def process(self, row):
+    def process(self, row, parent=None):
         item_id = row["item_id"]
         self._items.inc()
+        fingerprint = cache.content_fingerprint(row.get("title"), row.get("image"),
+                                                self._modalities)
+        yield beam.pvalue.TaggedOutput(self.FINGERPRINTS, (item_id, fingerprint))
+        if parent is not None:
+            old = parent.get(item_id)
+            if old is not None and old == fingerprint:
+                return  # copied from the parent
+            (self._new if old is None else self._changed).inc()
         title = row.get("title") or ""
         if "text" not in self._modalities:
             pass
@@ -217,7 +239,7 @@ class SplitModalities(beam.DoFn):
                 self._bad_image.inc()
                 logging.warning("item %s: undecodable image (%d bytes): %s", item_id,
                                 len(image), problem)
-        yield item_id, None
+        yield item_id, fingerprint
 
 
 def _embedding(keyed_result):
@@ -236,13 +258,10 @@ class BuildRecord(beam.DoFn):
         self._written = Metrics.counter(NAMESPACE, "records")
         self._titled = Metrics.counter(NAMESPACE, "with_title")
         self._imaged = Metrics.counter(NAMESPACE, "with_image")
-        self._duplicates = Metrics.counter(NAMESPACE, "duplicate_item_ids")
 
     def process(self, keyed):
         item_id, groups = keyed
         rows, titles, images = (list(groups.get(k, ())) for k in ("item", "title", "image"))
-        if len(rows) != 1:
-            self._duplicates.inc()
         zeros = np.zeros(self._dim, np.float32)
         self._written.inc()
         self._titled.inc(bool(titles))
@@ -250,21 +269,43 @@ class BuildRecord(beam.DoFn):
         yield cache.make_example(
             item_id, np.frombuffer(titles[0], np.float32) if titles else zeros,
             np.frombuffer(images[0], np.float32) if images else zeros, bool(titles),
-            bool(images), modalities=self._modalities).SerializeToString()
+            bool(images), modalities=self._modalities, fingerprint=rows[0]).SerializeToString()
+
+
+class CountDuplicates(beam.DoFn):
+    """Counts the item ids that ``items.parquet`` holds more than once."""
+
+    def __init__(self):
+        self._duplicates = Metrics.counter(NAMESPACE, "duplicate_item_ids")
+
+    def process(self, keyed_count):
+        if keyed_count[1] > 1:
+            self._duplicates.inc()
 
 
 def build_pipeline(p: beam.Pipeline, dataset: str, out: str, encoders: dict, dim: int,
-                   min_batch_size: int, max_batch_size: int, num_shards: int = 0) -> None:
+                   min_batch_size: int, max_batch_size: int, num_shards: int = 0,
+                   parent: str | None = None) -> None:
     """Adds the job's steps to ``p``; ``encoders`` maps modality -> manifest entry (the
-    modalities to embed: one or both)."""
+    modalities to embed: one or both); ``parent``: the cache this version extends."""
     modalities = cache.check_modalities(list(encoders))
+    parent_records = parent_fingerprints = None
+    if parent:
+        parent_records = incremental.read_parent(p, parent)
+        parent_fingerprints = beam.pvalue.AsDict(
+            parent_records | "ParentFingerprints" >> beam.Map(lambda k: (k[0], k[1])))
     split = (
         p
         | "ReadItems" >> beam.io.ReadFromParquet(
             os.path.join(dataset, canonical.ITEMS_FILE),
             columns=["item_id"] + [MODALITIES[m] for m in modalities])
-        | "SplitModalities" >> beam.ParDo(SplitModalities(modalities)).with_outputs(
-            SplitModalities.TITLES, SplitModalities.IMAGES, main="items"))
+        | "SplitModalities" >> beam.ParDo(
+            SplitModalities(modalities), parent=parent_fingerprints).with_outputs(
+            SplitModalities.TITLES, SplitModalities.IMAGES, SplitModalities.FINGERPRINTS,
+            main="items"))
+    _ = (split[SplitModalities.FINGERPRINTS]
+         | "CountPerId" >> beam.combiners.Count.PerKey()
+         | "CountDuplicates" >> beam.ParDo(CountDuplicates()))
     embedded = {}
     for modality, tag in (("text", SplitModalities.TITLES), ("image", SplitModalities.IMAGES)):
         if modality not in modalities:
@@ -277,10 +318,17 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, encoders: dict, dim
             | f"Embed{name}s" >> RunInference(handler,
                                               metrics_namespace=f"{NAMESPACE}_{modality}")
             | f"{name}Embeddings" >> beam.Map(_embedding))
-    _ = (
+    records = (
         {"item": split.items, **embedded}
         | "JoinByItem" >> beam.CoGroupByKey()
-        | "BuildRecords" >> beam.ParDo(BuildRecord(dim, modalities))
+        | "BuildRecords" >> beam.ParDo(BuildRecord(dim, modalities)))
+    if parent:
+        copied = parent_records | "KeepParentRecords" >> beam.ParDo(
+            incremental.KeepParentRecord(),
+            catalogue=beam.pvalue.AsDict(split[SplitModalities.FINGERPRINTS]))
+        records = (records, copied) | "WithParentRecords" >> beam.Flatten()
+    _ = (
+        records
         | "WriteCache" >> beam.io.WriteToTFRecord(
             os.path.join(out, cache.SHARD_PREFIX), file_name_suffix=cache.SHARD_SUFFIX,
             num_shards=num_shards))
@@ -363,6 +411,12 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     # them here, named, rather than die in Beam's Parquet reader with a bare UnicodeDecodeError.
     parquet_rows.check_utf8(items_path,
                             ["item_id"] + (["title"] if "text" in modalities else []))
+    parent = None
+    if args.parent:
+        parent = incremental.check_parent(args.parent, encoders, dim, modalities)
+        if os.path.abspath(args.parent) == os.path.abspath(args.out):
+            raise ValueError(f"--parent and --out are both {args.out}: a version is written "
+                             "beside its parent, into a new folder")
     prepare_output(args.out, args.overwrite)
 
     if test_pipeline is not None:
@@ -370,7 +424,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     else:
         p = beam.Pipeline(options=pipeline_options(beam_args, save_main_session))
     build_pipeline(p, args.dataset, args.out, encoders, dim, args.min_batch_size,
-                   args.batch_size, args.num_shards)
+                   args.batch_size, args.num_shards, parent=args.parent)
     start = time.perf_counter()
     result = p.run()
     result.wait_until_finish()
@@ -380,11 +434,13 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     items, records = counters.get("items", 0), counters.get("records", 0)
     if counters.get("duplicate_item_ids", 0):
         raise ValueError(
-            f"{items_path} repeats {counters['duplicate_item_ids']} item ids ({items} rows, "
-            f"{records} distinct ids); no manifest written. `python -m ppm.data.validate "
+            f"{items_path} repeats {counters['duplicate_item_ids']} item ids ({items} rows); "
+            f"no manifest written. `python -m ppm.data.validate "
             f"{args.dataset}` names them")
-    if records != items:  # a bug, not bad data: the join must keep every item
-        raise RuntimeError(f"read {items} items but wrote {records} records")
+    copied, kept = counters.get("copied", 0), counters.get("kept_not_in_dataset", 0)
+    if records + copied != items:  # a bug, not bad data: every item needs one record
+        raise RuntimeError(f"read {items} items but embedded {records} and copied {copied}")
+    records += copied + kept
     now = datetime.datetime.now(datetime.UTC)
     manifest = {
         "format": cache.FORMAT,
@@ -394,8 +450,13 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
         "created_at": now.isoformat(timespec="seconds"),
         "dim": dim,
         "modalities": list(modalities),
+        "version": 1 if parent is None else int(parent.get("version", 1)) + 1,
+        "parent": None if parent is None else incremental.parent_summary(args.parent, parent),
         "counts": {
             "items": records,
+            "embedded": records - copied - kept,
+            **({"new": counters.get("new", 0), "changed": counters.get("changed", 0),
+                "copied": copied, "kept_not_in_dataset": kept} if parent is not None else {}),
             **({"with_title": counters.get("with_title", 0),
                 "missing_title": counters.get("missing_title", 0)}
                if "text" in modalities else {}),

@@ -10,9 +10,10 @@ writes the cache, this module reads it (plain TensorFlow and NumPy, no Keras)::
                                      dim, counts
 
 Each record holds ``item_id`` (bytes), ``title_emb`` and ``image_emb`` (float [dim]),
-``has_title`` and ``has_image`` (int64 0/1). An item with an empty title or a missing or
-undecodable image has a zero vector there and its flag at 0. Every item of the dataset's
-``items.parquet`` has exactly one record.
+``has_title`` and ``has_image`` (int64 0/1), and ``content_fingerprint`` (bytes: a hash of the
+title and image it was computed from, :func:`content_fingerprint`). An item with an empty
+title or a missing or undecodable image has a zero vector there and its flag at 0. Every item
+of the dataset's ``items.parquet`` has exactly one record.
 
 A cache may hold one modality only (a dataset without images, such as MIND, or without
 titles): the manifest's ``modalities`` lists the ones it holds (``["text"]``, ``["image"]``;
@@ -20,6 +21,14 @@ a manifest without the key holds both, as every cache written before the key exi
 records carry only their features (``title_emb``/``has_title`` for text, ``image_emb``/
 ``has_image`` for image). Loaded, an absent modality reads as zero vectors with its flag at 0,
 and :meth:`EmbeddingCache.matrix` (what the models look up) holds the present ones only.
+
+**Versions** (Taobao multimodal paper, arXiv:2407.19467, §5): ``embed_items --parent OLD
+--out NEW`` embeds only the items that ``OLD`` lacks or whose title or image changed (by
+fingerprint) and copies every other record of ``OLD``, so each version is a complete cache
+folder on its own (load it like any other); its manifest records ``version`` (the parent's
+plus one; 1 without a parent) and ``parent`` (path, version, creation time). Items of the
+parent that are no longer in the catalogue are kept: a model trained on them still finds
+their vectors.
 
 The manifest is written last, after every shard: a folder without one is an unfinished or
 failed job and :func:`load_cache` refuses it. A model records :func:`identity` of the cache it
@@ -47,6 +56,9 @@ MODALITIES = ("text", "image")  # in the order of their columns in EmbeddingCach
 ENCODER_OF = {"text": "text_encoder", "image": "image_encoder"}
 # modality -> (embedding feature, flag feature) of a record
 FEATURES_OF = {"text": ("title_emb", "has_title"), "image": ("image_emb", "has_image")}
+# A record's content fingerprint (content_fingerprint): an incremental job re-embeds an item
+# only when it differs from the parent cache's. Caches written before it have none.
+FINGERPRINT_FEATURE = "content_fingerprint"
 _READ_BATCH = 8192
 
 
@@ -90,12 +102,29 @@ def feature_spec(dim: int, modalities=MODALITIES) -> dict:
     return spec
 
 
+def content_fingerprint(title: str | None, image: bytes | None, modalities=MODALITIES) -> str:
+    """A hash of what an item's record is computed from: its title and image bytes, for the
+    modalities the cache holds (a text-only cache ignores image changes). 32 hex digits."""
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    mods = check_modalities(modalities)
+    if "text" in mods:
+        data = (title or "").encode()
+        h.update(b"text:%d:" % len(data) + data)
+    if "image" in mods:
+        h.update(b"image:" + (b"none" if image is None else b"%d:" % len(image) + image))
+    return h.hexdigest()[:32]
+
+
 def make_example(item_id: str, title_emb, image_emb, has_title: bool,
-                 has_image: bool, modalities=MODALITIES) -> tf.train.Example:
+                 has_image: bool, modalities=MODALITIES,
+                 fingerprint: str = "") -> tf.train.Example:
     """One cache record (the writer's side of :func:`feature_spec`).
 
     Only the features of ``modalities`` are written; the others' arguments are ignored (None
-    is fine).
+    is fine). ``fingerprint``: the :func:`content_fingerprint` of the item (not written when
+    empty).
     """
     floats = lambda v: tf.train.Feature(float_list=tf.train.FloatList(
         value=np.asarray(v, np.float32).tolist()))
@@ -107,7 +136,18 @@ def make_example(item_id: str, title_emb, image_emb, has_title: bool,
         emb, flag = FEATURES_OF[m]
         feature[emb] = floats(values[m][0])
         feature[flag] = ints(values[m][1])
+    if fingerprint:
+        feature[FINGERPRINT_FEATURE] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[fingerprint.encode()]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def record_key(record: bytes) -> tuple[str, str]:
+    """``(item_id, fingerprint)`` of a serialized cache record (``""`` without one)."""
+    example = tf.train.Example.FromString(record)
+    feats = example.features.feature
+    fp = feats[FINGERPRINT_FEATURE].bytes_list.value if FINGERPRINT_FEATURE in feats else []
+    return feats["item_id"].bytes_list.value[0].decode(), fp[0].decode() if fp else ""
 
 
 def read_manifest(path: str) -> dict:

@@ -195,8 +195,9 @@ def test_manifest_counts_and_encoders(broken_world, embedded, fake_encoder):
     path, items, bad = broken_world
     out, manifest = embedded
     has_title, has_image = _expected_flags(items, bad)
+    assert manifest["version"] == 1 and manifest["parent"] is None
     assert manifest["counts"] == {
-        "items": len(items),
+        "items": len(items), "embedded": len(items),
         "with_title": int(has_title.sum()), "missing_title": int((~has_title).sum()),
         "with_image": int(has_image.sum()), "missing_image": int(items.image.isna().sum()),
         "undecodable_image": len(BAD_IMAGES)}
@@ -303,3 +304,77 @@ def test_batch_size_flags():
     with pytest.raises(SystemExit):
         embed_items.parse_args(["--dataset", "d", "--text_model", "t", "--image_model", "i",
                                 "--out", "o", "--batch_size", "8", "--min_batch_size", "9"])
+
+
+# --- versions (--parent) ----------------------------------------------------------------------
+
+def _embed(dataset, out, fake_encoder, *extra):
+    return embed_items.run(["--dataset", dataset, "--text_model", fake_encoder("text"),
+                            "--image_model", fake_encoder("image"), "--out", str(out),
+                            "--batch_size", str(BATCH), *extra])
+
+
+def _vectors(path):
+    c = cache.load_cache(str(path))
+    return {i: (c.title[k], c.image[k], c.has_title[k], c.has_image[k])
+            for k, i in enumerate(c.ids.tolist())}
+
+
+def test_a_version_embeds_only_new_and_changed_items(tiny_world, fake_encoder, tmp_path):
+    """Taobao §5: new items get vectors without re-embedding the catalogue. Nothing is lost or
+    duplicated, unchanged records are copied bit for bit, and the catalogue's vectors equal
+    those of a cache built from scratch."""
+    full = _small_world(tiny_world, str(tmp_path / "full"), n=20)
+    items = _read_items(full)
+    old = copy_dataset(full, str(tmp_path / "old"))
+    _write_items(old, items.iloc[:15])  # items 15-19 land later
+    v1 = _embed(old, tmp_path / "v1", fake_encoder, "--num_shards", "2")
+    assert v1["version"] == 1
+    # Today's catalogue: 5 new items, a new title, a new image, one item withdrawn.
+    items.loc[0, "title"] = items.title[0] + " (new edition)"
+    items.at[1, "image"] = _png(seed=42)
+    withdrawn = items.item_id[2]
+    _write_items(full, items.drop(index=2))
+    v2 = _embed(full, tmp_path / "v2", fake_encoder, "--parent", str(tmp_path / "v1"))
+    assert v2["version"] == 2 and v2["parent"]["version"] == 1
+    assert v2["parent"]["path"] == str(tmp_path / "v1")
+    counts = v2["counts"]
+    assert {k: counts[k] for k in ("items", "embedded", "new", "changed", "copied",
+                                   "kept_not_in_dataset")} == {
+        "items": 20, "embedded": 7, "new": 5, "changed": 2, "copied": 12,
+        "kept_not_in_dataset": 1}
+    # The encoders ran on the 7 items only (those with a title / a usable image).
+    assert v2["inference"]["text"]["embedded"] <= 7 < v1["inference"]["text"]["embedded"]
+
+    old_vectors, new_vectors = _vectors(tmp_path / "v1"), _vectors(tmp_path / "v2")
+    assert set(old_vectors) <= set(new_vectors)  # never lost (load_cache refuses duplicates)
+    assert set(new_vectors) == set(items.item_id)  # the catalogue and the withdrawn item
+    scratch = _embed(full, tmp_path / "scratch", fake_encoder)
+    assert scratch["counts"]["items"] == 19
+    for item_id, expected in _vectors(tmp_path / "scratch").items():
+        for a, b in zip(new_vectors[item_id], expected):
+            np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=item_id)
+    for item_id in items.item_id[3:15]:  # unchanged: the parent's record as it was
+        for a, b in zip(new_vectors[item_id], old_vectors[item_id]):
+            np.testing.assert_array_equal(a, b)
+    assert not np.allclose(new_vectors[items.item_id[0]][0], old_vectors[items.item_id[0]][0])
+    assert not np.allclose(new_vectors[items.item_id[1]][1], old_vectors[items.item_id[1]][1])
+    for a, b in zip(new_vectors[withdrawn], old_vectors[withdrawn]):
+        np.testing.assert_array_equal(a, b)
+    # Its own child: nothing changed, everything is copied.
+    v3 = _embed(full, tmp_path / "v3", fake_encoder, "--parent", str(tmp_path / "v2"))
+    assert (v3["version"], v3["counts"]["embedded"], v3["counts"]["copied"]) == (3, 0, 19)
+
+
+def test_a_version_refuses_other_encoders_and_its_parent_folder(tiny_world, fake_encoder,
+                                                                tmp_path):
+    small = _small_world(tiny_world, str(tmp_path / "small"), n=6)
+    _embed(small, tmp_path / "v1", fake_encoder)
+    with pytest.raises(ValueError, match="must use its parent's encoders"):
+        embed_items.run(["--dataset", small, "--text_model", fake_encoder("text", dim=4),
+                         "--out", str(tmp_path / "v2"), "--parent", str(tmp_path / "v1")])
+    with pytest.raises(ValueError, match="into a new folder"):
+        _embed(small, tmp_path / "v1", fake_encoder, "--parent", str(tmp_path / "v1"))
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        _embed(small, tmp_path / "v2", fake_encoder, "--parent", str(tmp_path / "nothing"))
+    assert not (tmp_path / "v2").exists()
