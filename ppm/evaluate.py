@@ -55,9 +55,29 @@ def read_scores(path: str) -> dict:
         return {k: f[k] for k in f.files}
 
 
-def load_model(run_dir: str, config=None):
-    """Rebuilds the run's model and restores its latest checkpoint (no optimizer)."""
+def load_model(run_dir: str, config=None, embeddings: str | None = None):
+    """Rebuilds the run's model and restores its latest checkpoint (no optimizer).
+
+    Args:
+      embeddings: another version of the run's embedding cache (``beam_jobs.embed_items
+        --parent``, the same encoders): the model reads its table, every trained weight comes
+        from the checkpoint. New items get their real vectors without retraining (Taobao
+        §5); the vectors of the items the run knew are the same in both versions.
+
+    Returns:
+      ``(model, inputs, config)``.
+    """
     config = config or configs.read_run_config(run_dir)
+    if embeddings and embeddings != config.data.embeddings:
+        config.override({"data": {"embeddings": embeddings}})
+        inputs = factory.load_inputs(config, run_dir=run_dir, cache_version=True)
+        model = factory.build_model(config, inputs)
+        dummy = factory.dummy_features(inputs.schema)
+        model(dummy)
+        template = factory.build_model(config, factory.template_inputs(inputs, run_dir))
+        template(dummy)
+        checkpoints.warm_start(model, template, run_dir)
+        return model, inputs, config
     inputs = factory.load_inputs(config, run_dir=run_dir)
     model = factory.build_model(config, inputs)
     model(factory.dummy_features(inputs.schema))

@@ -1,7 +1,7 @@
 """Export a trained ranking model as a versioned SavedModel for TF Serving (`ppm.export`).
 
     python -m ppm.export --run runs/demo/train/demo_urm --name urm [--version N] \\
-        [--base_dir saved_models]
+        [--base_dir saved_models] [--embeddings NEW_CACHE_VERSION]
 
 Layout (what TF Serving polls): ``<base_dir>/<name>/<version>/`` with ``saved_model.pb``,
 ``variables/``, ``assets.extra/tf_serving_warmup_requests`` and ``assets.extra/ppm_export.json``
@@ -16,6 +16,11 @@ user profile), histories as ``[batch, any length]`` (padded or cut to the model'
 ``max_history`` inside), and returns ``p_<task>`` float32 ``[batch]`` for every task. The
 embedding cache table and the id-to-row hash tables are inside the SavedModel: a request carries
 only ids, and unknown ids use the reserved rows.
+
+``--embeddings`` exports the same checkpoint with a newer version of its embedding cache
+(``beam_jobs.embed_items --parent``, same encoders): items added to the catalogue since training
+are served with their real vectors, without retraining (Taobao multimodal paper,
+arXiv:2407.19467, §5), and the server hot-loads the new version.
 """
 
 from __future__ import annotations
@@ -164,8 +169,12 @@ def warmup_requests(name: str, features_batch: dict, schema, count: int = 4) -> 
 
 
 def export(run_dir: str, name: str, base_dir: str = "saved_models",
-           version: int | None = None, warmup_split: str = "test") -> str:
+           version: int | None = None, warmup_split: str = "test",
+           embeddings: str | None = None) -> str:
     """Exports the run's latest checkpoint; returns the version folder.
+
+    Args:
+      embeddings: a newer version of the run's embedding cache to serve (module docstring).
 
     Raises:
       FileExistsError: the version folder exists.
@@ -174,7 +183,7 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
     from ppm import evaluate  # noqa: PLC0415 - loads the model (Keras 2)
     from ppm.data import pipeline
 
-    model, inputs, config = evaluate.load_model(run_dir)
+    model, inputs, config = evaluate.load_model(run_dir, embeddings=embeddings)
     model_dir = os.path.join(base_dir, name)
     version = version or next_version(model_dir)
     final = os.path.join(model_dir, str(version))
@@ -196,7 +205,10 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
         info = {"run": os.path.abspath(run_dir), "checkpoint": checkpoints.latest(run_dir),
                 "checkpoint_digest": checkpoint_digest(run_dir),
                 "model": config.model.type, "name": name, "version": version,
-                "cache_coverage": inputs.coverage}
+                "cache_coverage": inputs.coverage,
+                "embeddings": config.data.embeddings or None,
+                "cache_version": (inputs.cache.manifest.get("version", 1)
+                                  if inputs.cache is not None else None)}
         with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
         tf.io.gfile.rename(tmp, final)
@@ -218,11 +230,16 @@ def main(argv=None) -> int:
                         help="Integer version (default: the next one).")
     parser.add_argument("--base_dir", default="saved_models",
                         help="Folder of exported models (TF Serving's base paths).")
+    parser.add_argument("--embeddings", default=None,
+                        help="A newer version of the run's embedding cache (beam_jobs."
+                        "embed_items --parent, same encoders): export the same checkpoint "
+                        "with its vectors, so new items are served with theirs.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.version is not None and args.version < 1:
         parser.error("--version must be a positive integer")
-    print(export(args.run, args.name, args.base_dir, args.version))
+    print(export(args.run, args.name, args.base_dir, args.version,
+                 embeddings=args.embeddings))
     return 0
 
 

@@ -22,7 +22,6 @@ differ from yesterday's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -36,7 +35,6 @@ from official.modeling import hyperparams, optimization
 from official.modeling.optimization import optimizer_factory
 
 from ppm import checkpoints, configs, console, distribute
-from ppm.data import cache as cache_lib
 from ppm.data import pipeline
 from ppm.models import factory, plugins
 
@@ -101,27 +99,6 @@ class _Progress(keras.callbacks.Callback):
             self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
 
 
-def _template_inputs(inputs, init_dir: str):
-    """Inputs of the old run's architecture, for a warm start (its vocabularies and cache rows)."""
-    vocab_dir = os.path.join(init_dir, factory.VOCAB_DIR)
-    old = tf.io.gfile.exists(vocab_dir)
-    vocabs = factory.read_vocabularies(vocab_dir) if old else inputs.vocabularies
-    counts = inputs.item_counts
-    if counts is not None and old:
-        counts = factory.read_item_counts(vocab_dir)
-    cache = inputs.cache
-    rows = checkpoints.cache_rows_in(init_dir) if cache is not None else None
-    if rows is not None and rows - 1 != len(cache):
-        import numpy as np
-
-        n = rows - 1
-        zeros = np.zeros((n, cache.dim), np.float32)
-        cache = cache_lib.EmbeddingCache(
-            ids=np.array([f"\x00{i}" for i in range(n)]), title=zeros, image=zeros,
-            has_title=np.zeros(n, bool), has_image=np.zeros(n, bool), manifest=cache.manifest)
-    return dataclasses.replace(inputs, vocabularies=vocabs, cache=cache, item_counts=counts)
-
-
 def build(config, inputs, init_checkpoint: str | None = None):
     """Builds the model and optimizer (inside the current strategy scope) and initialises them.
 
@@ -133,7 +110,7 @@ def build(config, inputs, init_checkpoint: str | None = None):
     dummy = factory.dummy_features(inputs.schema)
     model(dummy)
     if init_checkpoint:
-        template = factory.build_model(config, _template_inputs(inputs, init_checkpoint))
+        template = factory.build_model(config, factory.template_inputs(inputs, init_checkpoint))
         template(dummy)
         checkpoints.warm_start(model, template, init_checkpoint)
     plugins.initialise(model, config.model.plugin)

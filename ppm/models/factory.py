@@ -97,11 +97,14 @@ def read_vocabularies(folder: str) -> dict:
     return out
 
 
-def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
+def load_inputs(config, run_dir: str | None = None, cache_version: bool = False) -> ModelInputs:
     """Reads schema, vocabularies and cache for ``config``.
 
     Vocabularies come from ``run_dir/vocab`` when the run has them (a trained model), else from
-    the examples folder; the cache must match the run's recorded identity.
+    the examples folder; the cache must match the run's recorded identity (its encoders), and,
+    unless ``cache_version``, hold as many items as the run's checkpoint (``cache_version``:
+    another version of that cache, ``embed_items --parent``, read by
+    :func:`ppm.evaluate.load_model`'s ``embeddings``).
 
     Raises:
       FileNotFoundError: missing inputs.
@@ -130,7 +133,8 @@ def load_inputs(config, run_dir: str | None = None) -> ModelInputs:
     item_counts = read_item_counts(vocab_dir) if config.model.frequency_gate else None
     coverage = None
     if cache is not None:
-        _check_trained_rows(cache, config.data.embeddings, run_dir)
+        if not cache_version:
+            _check_trained_rows(cache, config.data.embeddings, run_dir)
         coverage = cache_coverage(cache, config, vocabularies)
     return ModelInputs(schema, vocabularies, cache, coverage, item_counts)
 
@@ -216,6 +220,29 @@ def record_inputs(inputs: ModelInputs, config, run_dir: str) -> None:
     if inputs.cache is not None and not tf.io.gfile.exists(identity_path):
         with tf.io.gfile.GFile(identity_path, "w") as f:
             json.dump(cache_lib.identity(inputs.cache.manifest), f, indent=2)
+
+
+def template_inputs(inputs: ModelInputs, init_dir: str) -> ModelInputs:
+    """Inputs of another run's architecture (its vocabularies, and a cache of as many rows as
+    its checkpoint's table), to restore its checkpoint into a template before copying it
+    into a model built from ``inputs`` (:func:`ppm.checkpoints.warm_start`)."""
+    from ppm import checkpoints  # noqa: PLC0415 - checkpoints imports the layers
+
+    vocab_dir = os.path.join(init_dir, VOCAB_DIR)
+    old = tf.io.gfile.exists(vocab_dir)
+    vocabs = read_vocabularies(vocab_dir) if old else inputs.vocabularies
+    counts = inputs.item_counts
+    if counts is not None and old:
+        counts = read_item_counts(vocab_dir)
+    cache = inputs.cache
+    rows = checkpoints.cache_rows_in(init_dir) if cache is not None else None
+    if rows is not None and rows - 1 != len(cache):
+        n = rows - 1
+        zeros = np.zeros((n, cache.dim), np.float32)
+        cache = cache_lib.EmbeddingCache(
+            ids=np.array([f"\x00{i}" for i in range(n)]), title=zeros, image=zeros,
+            has_title=np.zeros(n, bool), has_image=np.zeros(n, bool), manifest=cache.manifest)
+    return dataclasses.replace(inputs, vocabularies=vocabs, cache=cache, item_counts=counts)
 
 
 def build_model(config, inputs: ModelInputs) -> RankingModel:
