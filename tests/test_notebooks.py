@@ -6,7 +6,8 @@ import pytest
 
 NOTEBOOKS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "notebooks")
-NOTEBOOKS = ["01_explore_dataset.ipynb", "02_cold_start.ipynb", "03_serving.ipynb"]
+NOTEBOOKS = ["01_explore_dataset.ipynb", "02_cold_start.ipynb", "03_serving.ipynb",
+             "04_multimodal_integration.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
