@@ -17,7 +17,11 @@ The analogues of "Enhancing Taobao Display Advertising with Multimodal Represent
   rate decays over all of them); each count plugs in its checkpoint;
 - ``fig3`` (Fig. 3): the ID model (DIN) and the multimodal-only model (MAKE's CTR model, no
   ID) trained ``--fig3_passes`` passes over ``train_large``, test GAUC after each pass (a
-  checkpoint per pass of one run whose learning rate decays over all of them).
+  checkpoint per pass of one run whose learning rate decays over all of them);
+- ``fig6a`` (Fig. 6(a)): encoders of different quality (``--encoders LABEL=DIR``, e.g. the
+  rows of ``benchmarks/encoder_ablation.py``), each embedded into a cache of its own, then
+  SimTier + MAKE on it: the encoder's held-out Acc@1 (its ``encoder.json``) against the click
+  GAUC gain over the ID model.
 
 The paper's directions are the hypotheses under test (SimTier and MAKE beat Vector and
 SimScore, their combination is best, the gain is largest on rare items, more MAKE pre-training
@@ -49,7 +53,7 @@ from benchmarks import common  # noqa: E402
 ROWS = (("ID-based (DIN)", "din"), ("Vector", "din_vector"), ("SimScore", "din_simscore"),
         ("SimTier", "din_simtier"), ("MAKE", "din_make"), ("SimTier + MAKE", "din_simtier_make"))
 REFERENCE = ROWS[0][0]
-PARTS = ("table3", "fig6b", "fig6c", "fig3")
+PARTS = ("table3", "fig6b", "fig6c", "fig3", "fig6a")
 GROUPS = 8
 
 
@@ -243,6 +247,46 @@ def run_fig3(args, results: dict) -> None:
                 logging.info("%s pass %d (seed %d): %s", label, k, seed, m)
 
 
+def run_fig6a(args, results: dict) -> None:
+    import json
+
+    from beam_jobs import embed_items
+    from ppm.encoders import contract
+
+    for text in args.encoders:
+        label, _, encoder = text.partition("=")
+        with open(os.path.join(encoder, contract.INFO_FILE)) as f:
+            info = json.load(f)
+        modality = info["modality"]
+        out = os.path.join(args.work_dir, "fig6a", "".join(
+            ch if ch.isalnum() else "_" for ch in label))
+        cache = os.path.join(out, "embeddings")
+        if not os.path.exists(os.path.join(cache, "manifest.json")):
+            embed_items.run(["--dataset", os.path.join(args.run_root, "dataset"),
+                             f"--{modality}_model", encoder, "--out", cache, "--overwrite"])
+        for seed in args.seeds:
+            data = {"data": {"embeddings": cache},
+                    "model": {"multimodal": {"modality": modality}}}
+            make = train_once(config("make_pretrain", args, seed,
+                                     trainer={"train_passes": args.make_passes}, **data),
+                              os.path.join(out, f"seed{seed}", "make_pretrain"), args.verbose)
+            both = config("din_simtier_make", args, seed, **data)
+            both.override({"model": {"plugin": {"checkpoint": make}}})
+            run_dir = train_once(both, os.path.join(out, f"seed{seed}", "din_simtier_make"),
+                                 args.verbose)
+            ref = train_once(config("din", args, seed),
+                             os.path.join(args.work_dir, f"seed{seed}", "din"), args.verbose)
+            from ppm import checkpoints
+
+            m, r = (checkpoint_metrics(d, checkpoints.latest(d)) for d in (run_dir, ref))
+            results["fig6a"].append({
+                "encoder": label, "path": encoder, "seed": seed, "task": info.get("task"),
+                "acc@1": (info.get("eval_after") or info.get("eval_before") or {}).get("acc@1"), "gauc": m["gauc"],
+                "auc": m["auc"], "gauc_gain": m["gauc"] - r["gauc"],
+                "auc_gain": m["auc"] - r["auc"]})
+            logging.info("fig6a %s (seed %d): %s", label, seed, results["fig6a"][-1])
+
+
 def _series(points, x_key, group_key=None):
     """{group: (xs, mean ys, std ys)} of GAUC over seeds."""
     out = {}
@@ -276,6 +320,17 @@ def plot(results: dict, stem: str) -> list[str]:
         ax.set(xlabel="MAKE pre-training passes (0: trained jointly)",
                ylabel="DIN + MAKE test click GAUC", title="Fig. 6(c) analogue")
         written.append(_save(fig, stem + "_fig6c.png"))
+    if results["fig6a"]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label in dict.fromkeys(p["encoder"] for p in results["fig6a"]):
+            pts = [p for p in results["fig6a"] if p["encoder"] == label]
+            ax.errorbar([pts[0]["acc@1"]], [np.mean([p["gauc_gain"] for p in pts])],
+                        yerr=[np.std([p["gauc_gain"] for p in pts])], marker="o", capsize=3,
+                        label=label)
+        ax.set(xlabel="encoder's held-out Acc@1", ylabel="SimTier + MAKE GAUC − ID GAUC",
+               title="Fig. 6(a) analogue")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, stem + "_fig6a.png"))
     if results["fig6b"]:
         fig, ax = plt.subplots(figsize=(6, 4))
         groups = [e["group"] for e in results["fig6b"]]
@@ -312,6 +367,8 @@ def main(argv=None) -> int:
     parser.add_argument("--make_epochs", type=int, nargs="+", default=[0, 1, 2, 4, 8],
                         help="fig6c's MAKE pre-training passes.")
     parser.add_argument("--fig3_passes", type=int, default=10)
+    parser.add_argument("--encoders", nargs="+", default=[],
+                        help="fig6a: LABEL=ENCODER_DIR of each encoder to compare.")
     parser.add_argument("--work_dir", default="", help="Where runs go (<run_root>/taobao).")
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--out", default=common.result_path("taobao"))
@@ -320,7 +377,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     results = {"run_root": args.run_root, "preset": args.preset, "seeds": args.seeds,
                "modality": args.modality, "make_passes": args.make_passes, "rows": [],
-               "fig6b": [], "fig6c": [], "fig3": []}
+               "fig6b": [], "fig6c": [], "fig3": [], "fig6a": []}
     if "table3" in args.parts or "fig6b" in args.parts:
         run_table3(args, results)
         results["table3"] = table3(results)
@@ -330,11 +387,13 @@ def main(argv=None) -> int:
         run_fig6c(args, results)
     if "fig3" in args.parts:
         run_fig3(args, results)
+    if "fig6a" in args.parts:
+        run_fig6a(args, results)
     results["machine"] = common.machine()
     common.write_result(args.out, results)
     for path in plot(results, args.out[:-len(".json")]):
         print(path)
-    for name in ("fig6b", "fig6c", "fig3"):
+    for name in ("fig6b", "fig6c", "fig3", "fig6a"):
         for entry in results[name]:
             print(name, entry)
     return 0
