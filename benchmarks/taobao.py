@@ -281,8 +281,8 @@ def run_fig6a(args, results: dict) -> None:
             m, r = (checkpoint_metrics(d, checkpoints.latest(d)) for d in (run_dir, ref))
             results["fig6a"].append({
                 "encoder": label, "path": encoder, "seed": seed, "task": info.get("task"),
-                "acc@1": (info.get("eval_after") or info.get("eval_before") or {}).get("acc@1"), "gauc": m["gauc"],
-                "auc": m["auc"], "gauc_gain": m["gauc"] - r["gauc"],
+                "acc@1": (info.get("eval_after") or info.get("eval_before") or {}).get("acc@1"),
+                "gauc": m["gauc"], "auc": m["auc"], "gauc_gain": m["gauc"] - r["gauc"],
                 "auc_gain": m["auc"] - r["auc"]})
             logging.info("fig6a %s (seed %d): %s", label, seed, results["fig6a"][-1])
 
