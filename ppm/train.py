@@ -1,10 +1,12 @@
-"""Train PPM, URM, its ablations and the baseline zoo: ``python -m ppm.train``.
+"""Train PPM, URM, its ablations, the baseline zoo and Taobao's MAKE and integration methods:
+``python -m ppm.train``.
 
     python -m ppm.train                        # the demo URM on the demo's folders (make demo)
     python -m ppm.train --experiment ppm_pretrain --preset paper --model_dir runs/ppm
     python -m ppm.train --experiment urm --preset paper --model_dir runs/urm \\
         --params_override model.plugin.checkpoint=runs/ppm,data.train_window=train_large
     python -m ppm.train --experiment din_ppm   # any model of the zoo, with the PPM plug-in
+    python -m ppm.train --experiment make_pretrain   # MAKE (Taobao §4.3), then din_make
 
 Experiments and presets are registered configs (:mod:`ppm.configs`); ``--config_file`` YAML
 files and ``--params_override`` change any field, and the resolved config is written to
@@ -405,7 +407,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m ppm.train", description=__doc__.split("\n\n")[0] + " Trains (or "
         "resumes) one run, then evaluates it. Without data paths it reads the demo's folders "
         "under --run_root (built by `make demo`), and a plug-in without a checkpoint is the "
-        "demo's pre-trained PPM run there.",
+        "pre-trained run of its kind there (train/<preset>_ppm_pretrain, "
+        "train/<preset>_make_pretrain).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Experiments: {', '.join(configs.EXPERIMENTS)}. Presets: "
         f"{', '.join(configs.PRESETS)}. Multi-worker: set TF_CONFIG on every machine and pass "

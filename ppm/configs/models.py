@@ -45,10 +45,13 @@ class PluginConfig(hyperparams.Config):
 
     Attributes:
       kind: ``ppm`` (the PPM module: cached modal items + Behavior-Transformer, whose
-        ``[U_MO | I_MO]`` joins the model's representation) or ``""`` (none).
+        ``[U_MO | I_MO]`` joins the model's representation), ``make`` (Taobao's MAKE module:
+        DIN over the cached multimodal vectors + MLP_MAKE, whose ``v_MAKE`` and MLP outputs
+        join it) or ``""`` (none).
       init: ``random`` (trained from scratch), ``frozen`` (loaded from ``checkpoint``, not
         trained) or ``finetune`` (loaded and trained: the paper's URM).
-      checkpoint: a ``ppm_pretrain`` run folder (its latest checkpoint) or checkpoint path.
+      checkpoint: a ``<kind>_pretrain`` run folder (its latest checkpoint) or checkpoint
+        path.
       learning_rate_multiplier: the plug-in's learning rate is the optimizer's times this
         (its own optimizer, same type and schedule); 1.0: one optimizer for the whole model.
       frozen_steps: ``finetune``: the plug-in stays frozen for this many steps (the ID side
