@@ -100,7 +100,8 @@ def snapshot_run(c, run_dir: str, passes: int, verbose: int) -> list[str]:
 
 
 def checkpoint_metrics(run_dir: str, checkpoint: str) -> dict:
-    """Click AUC and GAUC on the test window of ``run_dir``'s model at ``checkpoint``."""
+    """Click AUC, GAUC and logloss on the test window of ``run_dir``'s model at
+    ``checkpoint``, and the AUC in each item-frequency group (:func:`frequency_groups`)."""
     import tensorflow as tf
 
     from ppm import evaluate, metrics
@@ -112,7 +113,11 @@ def checkpoint_metrics(run_dir: str, checkpoint: str) -> dict:
     s = evaluate.score(model, files, inputs.schema, c.trainer.eval_batch_size, progress=False)
     m = metrics.task_metrics(s["label_click"], s["p_click"], s["user_id"], s["request_id"],
                              s["item_freq"])
-    return {"auc": m["auc"], "gauc": m["gauc"], "logloss": m["logloss"]}
+    groups = frequency_groups(s["item_id"], s["item_freq"])
+    by_group = [metrics.auc(s["label_click"][groups == g], s["p_click"][groups == g])
+                for g in range(GROUPS)]
+    return {"auc": m["auc"], "gauc": m["gauc"], "logloss": m["logloss"],
+            "auc_by_group": by_group}
 
 
 def run_table3(args, results: dict) -> None:
