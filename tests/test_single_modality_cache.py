@@ -54,7 +54,8 @@ def test_embed_items_with_one_encoder_writes_a_one_modality_cache(tiny_world, en
     shard = os.path.join(out, "part-00000-of-00001.tfrecord")
     record = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(shard))).numpy())
     emb, flag = cache.FEATURES_OF[modality]
-    assert sorted(record.features.feature) == sorted(["item_id", emb, flag])
+    assert sorted(record.features.feature) == sorted(["item_id", emb, flag,
+                                                     cache.FINGERPRINT_FEATURE])
 
     got = cache.load_cache(out, expected_dim=DIM)
     assert got.modalities == (modality,) and got.dim == DIM and got.width == DIM
