@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 
 import ppm  # noqa: E402,F401
 from benchmarks import common  # noqa: E402
+from benchmarks.table3 import parse_variant  # noqa: E402
 
 ROWS = (("ID-based (DIN)", "din"), ("Vector", "din_vector"), ("SimScore", "din_simscore"),
         ("SimTier", "din_simtier"), ("MAKE", "din_make"), ("SimTier + MAKE", "din_simtier_make"))
@@ -121,6 +122,8 @@ def checkpoint_metrics(run_dir: str, checkpoint: str) -> dict:
 
 
 def run_table3(args, results: dict) -> None:
+    from official.modeling import hyperparams
+
     from ppm import evaluate
 
     for seed in args.seeds:
@@ -131,11 +134,16 @@ def run_table3(args, results: dict) -> None:
         results["rows"].append({"label": "MAKE alone (no ID, pre-training)", "seed": seed,
                                 "experiment": "make_pretrain",
                                 "metrics": evaluate.evaluate_run(make, "test", progress=False)})
-        for label, experiment in ROWS:
+        for label, experiment, overrides in [(*r, "") for r in ROWS] + [
+                v[:2] + v[3:] for v in args.variant]:
             c = config(experiment, args, seed)
+            if overrides:
+                c = hyperparams.override_params_dict(c, overrides, is_strict=True)
             if c.model.plugin.kind == "make":
                 c.override({"model": {"plugin": {"checkpoint": make}}})
-            run_dir = train_once(c, os.path.join(out, experiment), args.verbose)
+            run_dir = train_once(c, os.path.join(out, experiment + (
+                "_" + "".join(ch if ch.isalnum() else "_" for ch in overrides)
+                if overrides else "")), args.verbose)
             m = evaluate.evaluate_run(run_dir, "test", progress=False)
             results["rows"].append({"label": label, "seed": seed, "experiment": experiment,
                                     "metrics": m})
@@ -367,6 +375,9 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--modality", default="image", choices=["image", "text", "both"],
                         help="The cache's modality the methods read (the paper: image).")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[],
+                        help="table3: an extra row, LABEL=EXPERIMENT:OVERRIDES (repeatable), "
+                        "e.g. 'MAKE (frozen)=din_make:model.plugin.init=frozen'.")
     parser.add_argument("--make_passes", type=float, default=4.0,
                         help="MAKE's pre-training passes in table3 (default %(default)s).")
     parser.add_argument("--make_epochs", type=int, nargs="+", default=[0, 1, 2, 4, 8],
