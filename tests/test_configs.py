@@ -51,7 +51,7 @@ def test_overrides_yaml_and_errors(tmp_path):
     with pytest.raises(ValueError, match="plugin.kind"):
         configs.resolve("din", "demo", params_override="model.plugin.kind=nope")
     with pytest.raises(ValueError, match="head.type"):
-        configs.resolve("din", "demo", params_override="model.head.type=ple")
+        configs.resolve("din", "demo", params_override="model.head.type=cgc")
     with pytest.raises(ValueError, match="optimizer.type"):
         configs.resolve("din", "demo", params_override="trainer.optimizer.optimizer.type=lamb")
     with pytest.raises(ValueError, match="train_passes"):

@@ -25,7 +25,7 @@ MULTIMODAL_SIDE = ("vector", "simscore", "simtier")
 MODALITIES = {"image": ("image",), "text": ("text",), "both": ("text", "image")}
 TASK_LOSSES = ("bce",)  # ppm.losses.LOSSES (configs import no TensorFlow)
 PLUGIN_INITS = ("random", "frozen", "finetune")
-HEAD_TYPES = ("mmoe", "mlp")
+HEAD_TYPES = ("mmoe", "mlp", "ple")
 
 
 @dataclasses.dataclass
@@ -109,16 +109,22 @@ class HeadConfig(hyperparams.Config):
     """The multi-task head over the model's representation.
 
     Attributes:
-      type: ``mmoe`` (PPM §3.2.3: shared experts, one gate and tower per task) or ``mlp``
-        (a shared-bottom MLP of ``expert_units``, then one tower per task).
+      type: ``mmoe`` (PPM §3.2.3: shared experts, one gate and tower per task), ``mlp``
+        (a shared-bottom MLP of ``expert_units``, then one tower per task) or ``ple``
+        (Progressive Layered Extraction, Tang et al. 2020: GRACE's base model).
       num_experts, expert_units, tower_units: MMoE sizes (``expert_units`` is the shared
-        bottom of ``mlp``).
+        bottom of ``mlp`` and each expert of ``ple``).
+      num_levels, specific_experts, shared_experts: PLE's CGC levels, experts per task and
+        shared experts per level.
     """
 
     type: str = "mmoe"
     num_experts: int = 4
     expert_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
     tower_units: list[int] = dataclasses.field(default_factory=lambda: [64])
+    num_levels: int = 2
+    specific_experts: int = 1
+    shared_experts: int = 1
 
 
 @dataclasses.dataclass

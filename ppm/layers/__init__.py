@@ -13,6 +13,7 @@ from ppm.layers.id_embedding import IdEmbedding
 from ppm.layers.mian import MIANInterest
 from ppm.layers.mlp import MLP
 from ppm.layers.mmoe import MMoE
+from ppm.layers.ple import PLE
 from ppm.layers.session_interest import (
     SessionActivation,
     SessionInterestExtractor,
@@ -25,6 +26,6 @@ from ppm.layers.target_attention import TargetAttention
 from ppm.layers.wide import HashedLinear
 
 __all__ = ["BehaviorTransformer", "CachedItemEmbedding", "Dice", "FactorizationMachine",
-           "HashEmbedding", "HashedLinear", "IdEmbedding", "MIANInterest", "MLP", "MMoE",
+           "HashEmbedding", "HashedLinear", "IdEmbedding", "MIANInterest", "MLP", "MMoE", "PLE",
            "SessionActivation", "SessionInterestExtractor", "SessionInterestInteractor",
            "SessionSplit", "SharedBottom", "SimTier", "TargetAttention"]

@@ -13,7 +13,7 @@ models instead of constructing it, which keeps two things true:
 from __future__ import annotations
 
 from ppm.features import ID_FIELDS
-from ppm.layers import BehaviorTransformer, CachedItemEmbedding, MMoE, TargetAttention
+from ppm.layers import PLE, BehaviorTransformer, CachedItemEmbedding, MMoE, TargetAttention
 from ppm.layers.cold_start import FrequencyGate, IdDropout
 from ppm.layers.shared_bottom import SharedBottom
 from ppm.models import plugins
@@ -169,4 +169,9 @@ class Parts:
         if h.type == "mlp":
             return SharedBottom(tasks, bottom_units=h.expert_units, tower_units=h.tower_units,
                                 dropout=m.dropout, init_stddev=m.init_stddev, name=name)
-        raise ValueError(f"model.head.type {h.type!r} is not a head (mmoe, mlp)")
+        if h.type == "ple":
+            return PLE(tasks, num_levels=h.num_levels, specific_experts=h.specific_experts,
+                       shared_experts=h.shared_experts, expert_units=h.expert_units,
+                       tower_units=h.tower_units, dropout=m.dropout,
+                       init_stddev=m.init_stddev, name=name)
+        raise ValueError(f"model.head.type {h.type!r} is not a head (mmoe, mlp, ple)")

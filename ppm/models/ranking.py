@@ -149,10 +149,10 @@ class RankingModel(tfrs.Model):
         String lookups (hash tables) cannot be compiled, so the whole step is not; each dense
         block becomes a ``tf.function(jit_compile=True)`` instead.
         """
-        from ppm.layers import MLP, BehaviorTransformer, MMoE, SharedBottom
+        from ppm.layers import MLP, PLE, BehaviorTransformer, MMoE, SharedBottom
 
         for layer in self._flatten_modules():
-            if isinstance(layer, (BehaviorTransformer, MMoE, SharedBottom)) or (
+            if isinstance(layer, (BehaviorTransformer, MMoE, PLE, SharedBottom)) or (
                     isinstance(layer, MLP) and layer.name == "ctr_head"):
                 layer.call = tf.function(layer.call, jit_compile=True, reduce_retracing=True)
 

@@ -136,10 +136,10 @@ def test_dsin_refuses_examples_without_sessions(inputs, tiny_world, tiny_example
 
 
 def test_the_head_is_a_setting(inputs, tiny_world, tiny_examples, tiny_cache):
-    from ppm.layers import MMoE, SharedBottom
+    from ppm.layers import PLE, MMoE, SharedBottom
 
     (feats, _), _ = one_batch(tiny_examples)
-    for head, cls in (("mmoe", MMoE), ("mlp", SharedBottom)):
+    for head, cls in (("mmoe", MMoE), ("mlp", SharedBottom), ("ple", PLE)):
         c = tiny_config("din", tiny_world, tiny_examples, tiny_cache,
                         model={"head": {"type": head}})
         model = build_model(c, inputs)
