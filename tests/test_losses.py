@@ -53,3 +53,42 @@ def test_the_losses_depend_on_tensorflow_only_and_serve_keras_3_code():
             "sys.exit(1 if bad or not 0 < v < 1 else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+
+
+def test_topk_labels_at_the_boundaries():
+    """GRACE Eq. 6: rank <= k is in the top k; rank k + 1 is not; unknown ranks never are."""
+    rank = tf.constant([1, 10, 11, 30, 31, 100, 101, 0, -1], tf.int64)
+    got = losses.topk_labels(rank, (10, 30, 100)).numpy()
+    np.testing.assert_array_equal(got, [[1, 1, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1],
+                                        [0, 0, 1], [0, 0, 1], [0, 0, 0], [0, 0, 0],
+                                        [0, 0, 0]])
+    with pytest.raises(ValueError, match="positive"):
+        losses.topk_labels(rank, (0,))
+
+
+def test_alignment_info_nce_by_hand():
+    """GRACE Eq. 10 on 3 items, the last without a pre-trained embedding (not in P)."""
+    phi = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    psi = np.array([[1.0, 1.0], [0.0, 1.0], [9.0, 9.0]])  # row 2: garbage, not in P
+    in_p = np.array([True, True, False])
+    tau = 0.5
+    n_phi = phi / np.linalg.norm(phi, axis=1, keepdims=True)
+    n_psi = psi / np.linalg.norm(psi, axis=1, keepdims=True)
+    got = losses.alignment_info_nce(phi, psi, in_p, temperature=tau).numpy()
+    expected = []
+    for i in range(2):  # InfoNCE over the pre-trained embeddings of P
+        logits = n_phi[i] @ n_psi[:2].T / tau
+        expected.append(-logits[i] + np.log(np.exp(logits).sum()))
+    np.testing.assert_allclose(got, expected + [0.0], rtol=1e-5)
+    assert (got[:2] > 0).all()
+    # As printed: the denominator over phi(x_j) of the whole batch.
+    got = losses.alignment_info_nce(phi, psi, in_p, temperature=tau, negatives="items").numpy()
+    expected = [-(n_phi[i] @ n_psi[i]) / tau + np.log(np.exp(n_phi[i] @ n_phi.T / tau).sum())
+                for i in range(2)]
+    np.testing.assert_allclose(got, expected + [0.0], rtol=1e-5)
+    # Only the items of P pull: moving psi of the item outside P changes nothing.
+    moved = losses.alignment_info_nce(phi, psi * [[1], [1], [-3]], in_p, temperature=tau)
+    np.testing.assert_allclose(moved.numpy(), losses.alignment_info_nce(
+        phi, psi, in_p, temperature=tau).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="negatives"):
+        losses.alignment_info_nce(phi, psi, in_p, negatives="nope")

@@ -1,9 +1,39 @@
-"""Hashed embeddings for open-ended string features (user profile, PPM's D in Eq. 10)."""
+"""Hashed embeddings for open-ended string features (user profile, PPM's D in Eq. 10; GRACE's
+hash-ID table, §2.4), and a count of their collisions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+
+
+def hash_buckets(values: Sequence[str], num_bins: int) -> np.ndarray:
+    """The bucket :class:`HashEmbedding` gives each value (Keras ``Hashing``: FarmHash64 modulo
+    ``num_bins``, stable across runs and machines). int64 [N]."""
+    layer = keras.layers.Hashing(int(num_bins))
+    return layer(tf.constant([str(v) for v in values])).numpy().astype(np.int64)
+
+
+def collision_report(values: Sequence[str], num_bins: int) -> dict:
+    """How many distinct ``values`` share a hash bucket with another value.
+
+    Returns:
+      ``{"values", "num_bins", "buckets_used", "colliding_values", "colliding_share",
+      "largest_bucket"}``: ``colliding_values`` counts the distinct values whose bucket holds
+      another distinct value too (their embeddings are shared).
+    """
+    distinct = sorted(set(str(v) for v in values))
+    if not distinct:
+        return {"values": 0, "num_bins": int(num_bins), "buckets_used": 0,
+                "colliding_values": 0, "colliding_share": 0.0, "largest_bucket": 0}
+    _, counts = np.unique(hash_buckets(distinct, num_bins), return_counts=True)
+    colliding = int(counts[counts > 1].sum())
+    return {"values": len(distinct), "num_bins": int(num_bins), "buckets_used": len(counts),
+            "colliding_values": colliding, "colliding_share": colliding / len(distinct),
+            "largest_bucket": int(counts.max())}
 
 
 @keras.utils.register_keras_serializable(package="ppm")

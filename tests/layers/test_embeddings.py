@@ -59,3 +59,24 @@ def test_hash_embedding(tmp_path):
     assert_round_trip(layer, tf.constant(["M", "F"]), tmp_path)
     assert_round_trip(IdEmbedding(IDS, dim=2, init_stddev=1.0), tf.constant(["i1", "x"]),
                       tmp_path / "id")
+
+
+def test_hash_collisions_are_counted():
+    from ppm.layers.hash_embedding import collision_report, hash_buckets
+
+    ids = [f"item{i}" for i in range(200)]
+    buckets = hash_buckets(ids, 50)
+    # The same buckets as the layer's own hashing.
+    layer = HashEmbedding(50, 3)
+    np.testing.assert_array_equal(layer.hashing(tf.constant(ids)).numpy(), buckets)
+    # By hand: a value collides when its bucket holds another distinct value.
+    per_bucket = {}
+    for i, b in zip(ids, buckets):
+        per_bucket.setdefault(int(b), set()).add(i)
+    expected = sum(len(v) for v in per_bucket.values() if len(v) > 1)
+    report = collision_report(ids + ids[:10], 50)  # repeats are one value
+    assert report["values"] == 200 and report["buckets_used"] == len(per_bucket) <= 50
+    assert report["colliding_values"] == expected > 0
+    assert report["largest_bucket"] == max(len(v) for v in per_bucket.values())
+    assert collision_report(["a"], 10)["colliding_values"] == 0
+    assert collision_report([], 10)["values"] == 0
