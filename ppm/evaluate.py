@@ -30,7 +30,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from ppm import checkpoints, configs, metrics
+from ppm import checkpoints, configs, features, metrics
 from ppm.data import canonical, pipeline
 from ppm.models import factory
 
@@ -115,6 +115,7 @@ def score(model, files, schema, batch_size: int, progress: bool = True,
                     dict(feats, position=tf.fill(tf.shape(pos), tf.cast(serving_position,
                                                                          pos.dtype)))).items()}
             out.update({f"served_{k}": v for k, v in served.items()})
+        labels = features.derived_labels(model.task_names, feats, labels)
         out.update({f"label_{k}": v for k, v in labels.items()})
         out.update({k: feats[k] for k in META})
         for k, v in out.items():
@@ -128,13 +129,15 @@ def score(model, files, schema, batch_size: int, progress: bool = True,
 
 
 def oracle_scores(dataset: str, window, scored: dict, tasks) -> dict | None:
-    """True probabilities aligned with ``scored`` (synthetic worlds only), or None."""
+    """True probabilities aligned with ``scored`` (synthetic worlds only), for the tasks the
+    world has them for (not the derived ``top<k>`` tasks), or None."""
     path = os.path.join(dataset, "events.parquet")
     if not dataset or not os.path.exists(path):
         return None
     names = canonical.read_parquet_schema(path).names
+    tasks = [t for t in tasks if f"true_p_{t}" in names]  # derived tasks (top<k>) have none
     cols = [f"true_p_{t}" for t in tasks]
-    if not all(c in names for c in cols):
+    if not cols:
         return None
     import pandas as pd
 
@@ -225,7 +228,7 @@ def evaluate_run(run_dir: str, split: str | None = None, progress: bool = True) 
         if oracle is not None:
             result["oracle"] = {t: metrics.task_metrics(
                 scored[f"label_{t}"], oracle[t], scored["user_id"], scored["request_id"],
-                scored["item_freq"], bootstrap=boot) for t in tasks}
+                scored["item_freq"], bootstrap=boot) for t in tasks if t in oracle}
     result["bootstrap"] = {"over": "users", "replicates": len(boot.counts),
                            "seed": BOOTSTRAP_SEED}
     result["scores"] = write_scores(run_dir, split, scored, tasks)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -43,6 +44,10 @@ ROLES = (TARGET, HISTORY, CONTEXT, PROFILE, LABEL, META)
 STRING, INT64 = "string", "int64"
 
 LABELS = ("click", "order", "cart")
+# GRACE's rank-consistency tasks (§2.3, Eq. 6): a task named "top<k>" learns whether the ranking
+# model put the candidate in its top k, a label derived from the examples' `rank` when a batch
+# is read (no column to keep in sync): derived_labels().
+TOP_K_TASK = re.compile(r"^top([1-9][0-9]*)$")
 ID_FIELDS = ("item_id", "shop_id", "brand_id", "category_id")
 
 # Recency buckets of the history (PPM §3.1.2, E_recency): the age of a past click relative to
@@ -292,3 +297,22 @@ def model_input_names(schema: FeatureSchema, exclude: Sequence[str] = ()) -> tup
     return tuple(f.name for f in schema.by_role(TARGET, HISTORY, CONTEXT, PROFILE)
                  if f.name not in exclude)
 
+
+
+def top_k(task: str) -> int | None:
+    """k of a rank-consistency task name (``"top10"`` -> 10), else None."""
+    match = TOP_K_TASK.match(str(task))
+    return int(match.group(1)) if match else None
+
+
+def derived_labels(tasks, feats: dict, labels: dict) -> dict:
+    """``labels`` plus the label of every ``top<k>`` task of ``tasks`` that it lacks, from
+    ``feats["rank"]`` (GRACE Eq. 6: 1 when ``1 <= rank <= k``; an unknown rank, -1, is in no
+    top k). float32 [B] each."""
+    wanted = [(t, top_k(t)) for t in tasks if t not in labels and top_k(t)]
+    if not wanted:
+        return labels
+    from ppm import losses  # noqa: PLC0415 - plain TensorFlow
+
+    values = losses.topk_labels(feats["rank"], [k for _, k in wanted])
+    return {**labels, **{t: values[:, i] for i, (t, _) in enumerate(wanted)}}

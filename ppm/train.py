@@ -36,7 +36,7 @@ import tf_keras as keras
 from official.modeling import hyperparams, optimization
 from official.modeling.optimization import optimizer_factory
 
-from ppm import checkpoints, configs, console, distribute
+from ppm import checkpoints, configs, console, distribute, features
 from ppm.data import pipeline
 from ppm.models import factory, plugins
 
@@ -200,8 +200,9 @@ def restrict_to_dataset_tasks(config) -> list[str]:
         return []
     have, source = found
     tasks = list(config.model.tasks)
-    keep = [t for t in tasks if t in have]
-    dropped = [t for t in tasks if t not in have]
+    # top<k> tasks are derived from the examples' rank (features.derived_labels), not labels
+    keep = [t for t in tasks if t in have or features.top_k(t)]
+    dropped = [t for t in tasks if t not in keep]
     if not dropped:
         return []
     if not keep:

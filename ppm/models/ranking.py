@@ -18,6 +18,7 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from ppm import losses
+from ppm.features import derived_labels
 
 
 class TaskLoss(keras.losses.Loss):
@@ -125,6 +126,7 @@ class RankingModel(tfrs.Model):
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
         """This replica's share of the global mean loss: sum_k w_k * sum_i BCE_ik / B_global."""
         features, labels = inputs
+        labels = derived_labels(self.task_weights, features, labels)  # top<k> (GRACE Eq. 6)
         logits = self(features, training=training)
         total = tf.constant(0.0)
         for (task, weight), ranking in zip(self.task_weights.items(), self.ranking_tasks):
