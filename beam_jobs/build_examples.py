@@ -274,6 +274,7 @@ class BuildExamples(beam.DoFn):
             counts[f"{window}/examples"] += 1
             for label in canonical.LABEL_COLUMNS:
                 counts[f"{window}/{label}"] += values[label]
+            counts[f"{window}/ranked"] += values["rank"] >= 0  # GRACE's top<k> tasks
             if window == "test":
                 for t in COLD_THRESHOLDS:
                     counts[f"test/item_freq_lt_{t}"] += values["item_freq"] < t
@@ -383,6 +384,7 @@ def stats_from_counts(counts: dict, meta: canonical.DatasetMeta,
         for label in canonical.LABEL_COLUMNS:
             w[label] = counts.get(f"{name}/{label}", 0)
         w["ctr"] = w["click"] / n if n else None
+        w["ranked"] = counts.get(f"{name}/ranked", 0)  # examples with a known rank
         windows[name] = w
     n_test = windows["test"]["examples"]
     return {

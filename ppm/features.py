@@ -307,8 +307,8 @@ def top_k(task: str) -> int | None:
 
 def derived_labels(tasks, feats: dict, labels: dict) -> dict:
     """``labels`` plus the label of every ``top<k>`` task of ``tasks`` that it lacks, from
-    ``feats["rank"]`` (GRACE Eq. 6: 1 when ``1 <= rank <= k``; an unknown rank, -1, is in no
-    top k). float32 [B] each."""
+    ``feats["rank"]`` (GRACE Eq. 6: 1 when ``0 <= rank < k``, the rank 0-based as in the
+    canonical format; an unknown rank, -1, is in no top k). float32 [B] each."""
     wanted = [(t, top_k(t)) for t in tasks if t not in labels and top_k(t)]
     if not wanted:
         return labels

@@ -78,9 +78,10 @@ def topk_labels(rank, ks):
     """GRACE Eq. 6: ``y^k = 1`` when the ranking model put the candidate in its top k.
 
     Args:
-      rank: the ranking model's position of each candidate in its request, int [B], 1 the
-        best; 0 or negative (the examples' ``-1``) when unknown, e.g. a randomly sampled item
-        that was never recalled: in no top k.
+      rank: the ranking model's order of each candidate in its request, int [B], 0-based as
+        in the canonical format (0 the best, like ``position``; Eq. 6's 1-based
+        ``pos <= k`` is ``rank < k``); negative (the examples' ``-1``) when unknown, e.g. a
+        randomly sampled item that was never recalled: in no top k.
       ks: the k of each consistency task, e.g. ``(10, 30, 50, 100)``.
 
     Returns:
@@ -93,7 +94,7 @@ def topk_labels(rank, ks):
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
     rank = tf.cast(rank, tf.int64)[..., None]
-    return tf.cast((rank >= 1) & (rank <= tf.constant(ks, tf.int64)), tf.float32)
+    return tf.cast((rank >= 0) & (rank < tf.constant(ks, tf.int64)), tf.float32)
 
 
 def alignment_info_nce(items, pretrained, has_pretrained, temperature: float = 0.1,

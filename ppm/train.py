@@ -184,6 +184,29 @@ def dataset_tasks(config) -> tuple[list[str], str] | None:
     return None
 
 
+def check_ranks(config) -> None:
+    """Refuses ``top<k>`` tasks (GRACE's rank consistency) on a training window whose examples
+    have no known rank: their labels would all be 0. Reads the examples' ``stats.json``
+    (``windows.<window>.ranked``, written by ``beam_jobs.build_examples``); examples built
+    before it was counted are not checked.
+
+    Raises:
+      ValueError: no example of the training window has a rank (the message says which tasks).
+    """
+    import json
+
+    tasks = [t for t in config.model.tasks if features.top_k(t)]
+    stats = os.path.join(config.data.examples, "stats.json")
+    if not tasks or not tf.io.gfile.exists(stats):
+        return
+    with tf.io.gfile.GFile(stats) as f:
+        window = json.load(f).get("windows", {}).get(config.data.train_window, {})
+    if window.get("ranked") == 0:
+        raise ValueError(f"model.tasks {tasks} learn the ranking model's top k, but no example "
+                         f"of the {config.data.train_window} window has a rank ({stats}: "
+                         "windows.*.ranked is 0; the dataset's events have no `rank`)")
+
+
 def restrict_to_dataset_tasks(config) -> list[str]:
     """Drops from ``model.tasks`` (and its per-task lists) the labels the data does not have.
 
@@ -272,6 +295,7 @@ def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=N
       FileNotFoundError: missing examples, vocabularies, cache or checkpoints.
     """
     restrict_to_dataset_tasks(config)
+    check_ranks(config)
     resolve_train_steps(config)
     config.validate()
     _check_same_run(config, model_dir)

@@ -56,8 +56,9 @@ def test_the_losses_depend_on_tensorflow_only_and_serve_keras_3_code():
 
 
 def test_topk_labels_at_the_boundaries():
-    """GRACE Eq. 6: rank <= k is in the top k; rank k + 1 is not; unknown ranks never are."""
-    rank = tf.constant([1, 10, 11, 30, 31, 100, 101, 0, -1], tf.int64)
+    """GRACE Eq. 6 with 0-based ranks: rank k - 1 is in the top k, rank k is not; unknown
+    ranks (negative) never are."""
+    rank = tf.constant([0, 9, 10, 29, 30, 99, 100, -1, -5], tf.int64)
     got = losses.topk_labels(rank, (10, 30, 100)).numpy()
     np.testing.assert_array_equal(got, [[1, 1, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1],
                                         [0, 0, 1], [0, 0, 1], [0, 0, 0], [0, 0, 0],
