@@ -293,7 +293,7 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, encoders: dict, dim
     if parent:
         parent_records = incremental.read_parent(p, parent)
         parent_fingerprints = beam.pvalue.AsDict(
-            parent_records | "ParentFingerprints" >> beam.Map(lambda k: (k[0], k[1])))
+            parent_records | "ParentFingerprints" >> beam.Map(lambda r: (r[0], r[1])))
     split = (
         p
         | "ReadItems" >> beam.io.ReadFromParquet(
@@ -441,6 +441,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
     if records + copied != items:  # a bug, not bad data: every item needs one record
         raise RuntimeError(f"read {items} items but embedded {records} and copied {copied}")
     records += copied + kept
+    lineage = None if parent is None else incremental.parent_summary(args.parent, parent)
     now = datetime.datetime.now(datetime.UTC)
     manifest = {
         "format": cache.FORMAT,
@@ -450,8 +451,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
         "created_at": now.isoformat(timespec="seconds"),
         "dim": dim,
         "modalities": list(modalities),
-        "version": 1 if parent is None else int(parent.get("version", 1)) + 1,
-        "parent": None if parent is None else incremental.parent_summary(args.parent, parent),
+        "version": 1 if lineage is None else lineage["version"] + 1,
+        "parent": lineage,
         "counts": {
             "items": records,
             "embedded": records - copied - kept,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 
 import apache_beam as beam
-import tensorflow as tf
 from apache_beam.metrics import Metrics
 
 from ppm.data import cache
@@ -55,17 +54,20 @@ def check_parent(parent: str, encoders: dict, dim: int, modalities) -> dict:
 
 
 def parent_summary(parent: str, manifest: dict) -> dict:
-    """The manifest's ``parent`` entry, and the new version's number."""
-    version = int(manifest.get("version", 1))
-    return {"path": parent, "version": version, "created_at": manifest.get("created_at"),
+    """The new version's manifest entry ``parent``: the parent's path, version (1 for a cache
+    written before versions), creation time and item count."""
+    return {"path": parent, "version": int(manifest.get("version", 1)),
+            "created_at": manifest.get("created_at"),
             "items": manifest.get("counts", {}).get("items")}
 
 
 def read_parent(p: beam.Pipeline, parent: str):
-    """``(id, fingerprint, record bytes)`` of every record of the parent cache."""
+    """``(id, fingerprint, {flag: 0/1}, record bytes)`` of every record of the parent cache
+    (each record parsed once)."""
+
     def keyed(record):
-        item_id, fingerprint = cache.record_key(record)
-        return item_id, fingerprint, record
+        item_id, fingerprint, flags = cache.record_fields(record)
+        return item_id, fingerprint, flags, record
 
     return (p
             | "ReadParent" >> beam.io.ReadFromTFRecord(os.path.join(parent, cache.SHARD_PATTERN))
@@ -84,10 +86,10 @@ class KeepParentRecord(beam.DoFn):
         self._replaced = Metrics.counter(NAMESPACE, "replaced")
         # with BuildRecord's, the version's totals
         self._flags = {flag: Metrics.counter(NAMESPACE, f"with_{flag.split('_')[1]}")
-                       for flag in ("has_title", "has_image")}
+                       for _, flag in cache.FEATURES_OF.values()}
 
     def process(self, keyed, catalogue):
-        item_id, fingerprint, record = keyed
+        item_id, fingerprint, flags, record = keyed
         current = catalogue.get(item_id)
         if current is None:
             self._kept.inc()
@@ -96,8 +98,6 @@ class KeepParentRecord(beam.DoFn):
         else:
             self._replaced.inc()
             return
-        feats = tf.train.Example.FromString(record).features.feature
         for flag, counter in self._flags.items():
-            if flag in feats and feats[flag].int64_list.value[0]:
-                counter.inc()
+            counter.inc(flags.get(flag, 0))
         yield record

@@ -66,7 +66,7 @@ def plugin_movement(model, run_dir: str, ppm_run: str) -> list[dict]:
 
     module = model.plugin_module
     variables = _trainable(module)
-    checkpoints.load_ppm_module(module, ppm_run)
+    checkpoints.load_module(module, ppm_run, "ppm")
     start = [v.numpy() for v in variables]
     out = [{"step": 0, "relative_l2": 0.0, "most_moved": None, "most_moved_relative_l2": 0.0}]
     found = checkpoints.scan(os.path.join(run_dir, "checkpoints"))

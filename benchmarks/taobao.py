@@ -100,16 +100,18 @@ def snapshot_run(c, run_dir: str, passes: int, verbose: int) -> list[str]:
     return [by_step[k * n] for k in range(1, passes + 1)]
 
 
-def checkpoint_metrics(run_dir: str, checkpoint: str) -> dict:
+def checkpoint_metrics(run_dir: str, checkpoint: str | None = None) -> dict:
     """Click AUC, GAUC and logloss on the test window of ``run_dir``'s model at
-    ``checkpoint``, and the AUC in each item-frequency group (:func:`frequency_groups`)."""
+    ``checkpoint`` (default: its latest), and the AUC in each item-frequency group
+    (:func:`frequency_groups`)."""
     import tensorflow as tf
 
     from ppm import evaluate, metrics
     from ppm.data import pipeline
 
-    model, inputs, c = evaluate.load_model(run_dir)
-    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    model, inputs, c = evaluate.load_model(run_dir)  # at the latest checkpoint
+    if checkpoint is not None:
+        tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     files = pipeline.list_files(os.path.join(c.data.examples, "test"))
     s = evaluate.score(model, files, inputs.schema, c.trainer.eval_batch_size, progress=False)
     m = metrics.task_metrics(s["label_click"], s["p_click"], s["user_id"], s["request_id"],
@@ -239,9 +241,7 @@ def run_fig6c(args, results: dict) -> None:
                       {"checkpoint": snapshots[k - 1]})
             c = config("din_make", args, seed, model={"plugin": plugin})
             run_dir = train_once(c, os.path.join(out, f"din_make_{k}passes"), args.verbose)
-            from ppm import checkpoints
-
-            m = checkpoint_metrics(run_dir, checkpoints.latest(run_dir))
+            m = checkpoint_metrics(run_dir)
             results["fig6c"].append({"make_passes": k, "seed": seed, **m})
             logging.info("MAKE %d passes (seed %d): %s", k, seed, m)
 
@@ -266,6 +266,7 @@ def run_fig6a(args, results: dict) -> None:
     from beam_jobs import embed_items
     from ppm.encoders import contract
 
+    reference = {}  # seed -> the ID model's metrics (the same run for every encoder)
     for text in args.encoders:
         label, _, encoder = text.partition("=")
         with open(os.path.join(encoder, contract.INFO_FILE)) as f:
@@ -287,11 +288,11 @@ def run_fig6a(args, results: dict) -> None:
             both.override({"model": {"plugin": {"checkpoint": make}}})
             run_dir = train_once(both, os.path.join(out, f"seed{seed}", "din_simtier_make"),
                                  args.verbose)
-            ref = train_once(config("din", args, seed),
-                             os.path.join(args.work_dir, f"seed{seed}", "din"), args.verbose)
-            from ppm import checkpoints
-
-            m, r = (checkpoint_metrics(d, checkpoints.latest(d)) for d in (run_dir, ref))
+            if seed not in reference:
+                reference[seed] = checkpoint_metrics(train_once(
+                    config("din", args, seed), os.path.join(args.work_dir, f"seed{seed}", "din"),
+                    args.verbose))
+            m, r = checkpoint_metrics(run_dir), reference[seed]
             results["fig6a"].append({
                 "encoder": label, "path": encoder, "seed": seed, "task": info.get("task"),
                 "acc@1": (info.get("eval_after") or info.get("eval_before") or {}).get("acc@1"),

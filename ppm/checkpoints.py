@@ -231,10 +231,6 @@ def load_module(module, path: str, attribute: str = "ppm") -> str:
     return ckpt
 
 
-def load_ppm_module(module, path: str) -> str:
-    """:func:`load_module` of a ``ppm_pretrain`` run's PPM module."""
-    return load_module(module, path, "ppm")
-
 
 def warm_start(model, template, path: str) -> dict:
     """Initialises ``model`` from another run's checkpoint (PPM Fig. 3 daily updates).

@@ -68,22 +68,20 @@ def load_model(run_dir: str, config=None, embeddings: str | None = None):
       ``(model, inputs, config)``.
     """
     config = config or configs.read_run_config(run_dir)
-    if embeddings and embeddings != config.data.embeddings:
+    versioned = bool(embeddings) and embeddings != config.data.embeddings
+    if versioned:
         config.override({"data": {"embeddings": embeddings}})
-        inputs = factory.load_inputs(config, run_dir=run_dir, cache_version=True)
-        model = factory.build_model(config, inputs)
-        dummy = factory.dummy_features(inputs.schema)
-        model(dummy)
+    inputs = factory.load_inputs(config, run_dir=run_dir, cache_version=versioned)
+    model = factory.build_model(config, inputs)
+    dummy = factory.dummy_features(inputs.schema)
+    model(dummy)
+    if versioned:  # the checkpoint's table has other rows: copy the weights around it
         template = factory.build_model(config, factory.template_inputs(inputs, run_dir))
         template(dummy)
         checkpoints.warm_start(model, template, run_dir)
-        return model, inputs, config
-    inputs = factory.load_inputs(config, run_dir=run_dir)
-    model = factory.build_model(config, inputs)
-    model(factory.dummy_features(inputs.schema))
-    ckpt = checkpoints.latest(run_dir)
-    tf.train.Checkpoint(model=model).restore(ckpt).expect_partial() \
-        .assert_existing_objects_matched()
+    else:
+        tf.train.Checkpoint(model=model).restore(checkpoints.latest(run_dir)).expect_partial() \
+            .assert_existing_objects_matched()
     return model, inputs, config
 
 

@@ -312,7 +312,7 @@ def derived_labels(tasks, feats: dict, labels: dict) -> dict:
     wanted = [(t, top_k(t)) for t in tasks if t not in labels and top_k(t)]
     if not wanted:
         return labels
-    from ppm import losses  # noqa: PLC0415 - plain TensorFlow
+    from ppm import losses  # noqa: PLC0415 - this module imports no TensorFlow on load
 
     values = losses.topk_labels(feats["rank"], [k for _, k in wanted])
     return {**labels, **{t: values[:, i] for i, (t, _) in enumerate(wanted)}}

@@ -164,20 +164,25 @@ def make_optimizer(trainer, learning_rate=None):
     return factory.build_optimizer(rate, use_legacy_optimizer=False)
 
 
+def examples_stats(config) -> tuple[dict, str] | None:
+    """The examples' ``stats.json`` (written by ``beam_jobs.build_examples``) and its path, or
+    None when there is none."""
+    path = os.path.join(config.data.examples, "stats.json")
+    if not config.data.examples or not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f), path
+
+
 def dataset_tasks(config) -> tuple[list[str], str] | None:
     """The labels the training data carries, and where that was read: the examples'
     ``stats.json`` (``dataset_tasks``, written by ``beam_jobs.build_examples``), else the
     dataset's ``dataset.json`` (``tasks``); None when neither says."""
-    import json
-
     from ppm.data import canonical
 
-    stats = os.path.join(config.data.examples, "stats.json")
-    if config.data.examples and tf.io.gfile.exists(stats):
-        with tf.io.gfile.GFile(stats) as f:
-            tasks = json.load(f).get("dataset_tasks")
-        if tasks:
-            return list(tasks), stats
+    stats = examples_stats(config)
+    if stats is not None and stats[0].get("dataset_tasks"):
+        return list(stats[0]["dataset_tasks"]), stats[1]
     meta = os.path.join(config.data.dataset, canonical.DATASET_FILE)
     if config.data.dataset and tf.io.gfile.exists(meta):
         return list(canonical.read_meta(config.data.dataset).tasks), meta
@@ -193,17 +198,14 @@ def check_ranks(config) -> None:
     Raises:
       ValueError: no example of the training window has a rank (the message says which tasks).
     """
-    import json
-
     tasks = [t for t in config.model.tasks if features.top_k(t)]
-    stats = os.path.join(config.data.examples, "stats.json")
-    if not tasks or not tf.io.gfile.exists(stats):
+    stats = examples_stats(config) if tasks else None
+    if stats is None:
         return
-    with tf.io.gfile.GFile(stats) as f:
-        window = json.load(f).get("windows", {}).get(config.data.train_window, {})
+    window = stats[0].get("windows", {}).get(config.data.train_window, {})
     if window.get("ranked") == 0:
         raise ValueError(f"model.tasks {tasks} learn the ranking model's top k, but no example "
-                         f"of the {config.data.train_window} window has a rank ({stats}: "
+                         f"of the {config.data.train_window} window has a rank ({stats[1]}: "
                          "windows.*.ranked is 0; the dataset's events have no `rank`)")
 
 

@@ -142,12 +142,14 @@ def make_example(item_id: str, title_emb, image_emb, has_title: bool,
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def record_key(record: bytes) -> tuple[str, str]:
-    """``(item_id, fingerprint)`` of a serialized cache record (``""`` without one)."""
-    example = tf.train.Example.FromString(record)
-    feats = example.features.feature
+def record_fields(record: bytes) -> tuple[str, str, dict]:
+    """``(item_id, fingerprint, {flag: 0/1})`` of a serialized cache record: its fingerprint
+    ``""`` without one, the flags of the modalities it holds (``has_title``, ``has_image``)."""
+    feats = tf.train.Example.FromString(record).features.feature
     fp = feats[FINGERPRINT_FEATURE].bytes_list.value if FINGERPRINT_FEATURE in feats else []
-    return feats["item_id"].bytes_list.value[0].decode(), fp[0].decode() if fp else ""
+    flags = {flag: int(feats[flag].int64_list.value[0])
+             for _, flag in FEATURES_OF.values() if flag in feats}
+    return feats["item_id"].bytes_list.value[0].decode(), fp[0].decode() if fp else "", flags
 
 
 def read_manifest(path: str) -> dict:

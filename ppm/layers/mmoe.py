@@ -10,6 +10,18 @@ import tf_keras as keras
 from ppm.layers.mlp import MLP
 
 
+def check_task_names(task_names: Sequence[str]) -> list[str]:
+    """The task names of a multi-task head as strings.
+
+    Raises:
+      ValueError: none, or a name repeated.
+    """
+    names = [str(t) for t in task_names]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"task_names must be non-empty and unique, got {names}")
+    return names
+
+
 @keras.utils.register_keras_serializable(package="ppm")
 class MMoE(keras.layers.Layer):
     """N shared experts, one softmax gate and one tower per task.
@@ -34,9 +46,7 @@ class MMoE(keras.layers.Layer):
                  expert_units: Sequence[int] = (128,), tower_units: Sequence[int] = (64,),
                  dropout: float = 0.0, init_stddev: float = 0.01, **kwargs):
         super().__init__(**kwargs)
-        task_names = [str(t) for t in task_names]
-        if not task_names or len(set(task_names)) != len(task_names):
-            raise ValueError(f"task_names must be non-empty and unique, got {task_names}")
+        task_names = check_task_names(task_names)
         if num_experts < 1:
             raise ValueError(f"num_experts must be >= 1, got {num_experts}")
         self.task_names, self.num_experts = task_names, int(num_experts)

@@ -28,6 +28,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ppm.layers.mlp import MLP
+from ppm.layers.mmoe import check_task_names
 
 
 @keras.utils.register_keras_serializable(package="ppm")
@@ -56,9 +57,7 @@ class PLE(keras.layers.Layer):
                  expert_units: Sequence[int] = (128,), tower_units: Sequence[int] = (64,),
                  dropout: float = 0.0, init_stddev: float = 0.01, **kwargs):
         super().__init__(**kwargs)
-        task_names = [str(t) for t in task_names]
-        if not task_names or len(set(task_names)) != len(task_names):
-            raise ValueError(f"task_names must be non-empty and unique, got {task_names}")
+        task_names = check_task_names(task_names)
         if num_levels < 1 or specific_experts < 1 or shared_experts < 0:
             raise ValueError("num_levels and specific_experts must be >= 1 and shared_experts "
                              f">= 0, got {num_levels}, {specific_experts}, {shared_experts}")

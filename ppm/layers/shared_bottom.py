@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ppm.layers.mlp import MLP
+from ppm.layers.mmoe import check_task_names
 
 
 @keras.utils.register_keras_serializable(package="ppm")
@@ -31,9 +32,7 @@ class SharedBottom(keras.layers.Layer):
                  tower_units: Sequence[int] = (64,), dropout: float = 0.0,
                  init_stddev: float = 0.01, **kwargs):
         super().__init__(**kwargs)
-        task_names = [str(t) for t in task_names]
-        if not task_names or len(set(task_names)) != len(task_names):
-            raise ValueError(f"task_names must be non-empty and unique, got {task_names}")
+        task_names = check_task_names(task_names)
         self.task_names = task_names
         self.bottom_units = [int(u) for u in bottom_units]
         self.tower_units = [int(u) for u in tower_units]

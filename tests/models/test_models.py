@@ -97,9 +97,9 @@ def test_mismatched_checkpoint_is_refused(inputs, tiny_world, tiny_examples, tin
     urm = build_model(tiny_config("urm", tiny_world, tiny_examples, tiny_cache), inputs)
     urm(feats)
     with pytest.raises(AssertionError):
-        checkpoints.load_ppm_module(urm, str(tmp_path))
+        checkpoints.load_module(urm, str(tmp_path), "ppm")
     with pytest.raises(FileNotFoundError):
-        checkpoints.load_ppm_module(urm, str(tmp_path / "nothing"))
+        checkpoints.load_module(urm, str(tmp_path / "nothing"), "ppm")
 
 
 @pytest.mark.parametrize("experiment", ["ppm_pretrain", "urm", "urm_wo_ppm", "base"])
