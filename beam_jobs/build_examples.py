@@ -50,6 +50,7 @@ import bisect
 import collections
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable
 
@@ -138,6 +139,12 @@ def event_problem(row: dict, items: dict, label_rules: dict,
     for col in profile:
         if row.get(col) is not None and not isinstance(row[col], str):
             return f"{col} is not a string"
+    if "exposure" in row:  # a search pre-ranking log (canonical.SEARCH_EVENT_COLUMNS)
+        if row["exposure"] not in canonical.EXPOSURES:
+            return f"exposure not in {list(canonical.EXPOSURES)}"
+        score = row.get("ranker_score")
+        if score is not None and not (isinstance(score, float) and math.isfinite(score)):
+            return "ranker_score is not null or a finite number"
     return None
 
 
@@ -234,7 +241,13 @@ def user_examples(events: Iterable[dict], items: dict, item_freq: dict,
         idx = range(end - 1, max(end - length, 0) - 1, -1)  # most recent first
         shop, brand, cat = items[e["item_id"]]
         rank = e.get("rank")
-        values = {
+        if schema.search:
+            score = e.get(features.RANKER_SCORE)
+            values = {features.QUERY: e.get("query") or "", "exposure": e["exposure"],
+                      features.RANKER_SCORE: -1.0 if score is None else score}
+        else:
+            values = {}
+        values.update({
             "item_id": e["item_id"], "shop_id": shop, "brand_id": brand, "category_id": cat,
             "position": e["position"],
             "hist_item_id": [clicks[i]["item_id"] for i in idx],
@@ -249,7 +262,7 @@ def user_examples(events: Iterable[dict], items: dict, item_freq: dict,
             "request_id": e["request_id"], "user_id": e["user_id"], "ts": e["ts"],
             "rank": -1 if rank is None else rank,
             "item_freq": item_freq.get(e["item_id"], 0),
-        }
+        })
         for name in schema.profile_features:
             values[name] = e.get(name) or ""
         for name in names:
@@ -275,6 +288,8 @@ class BuildExamples(beam.DoFn):
             for label in canonical.LABEL_COLUMNS:
                 counts[f"{window}/{label}"] += values[label]
             counts[f"{window}/ranked"] += values["rank"] >= 0  # GRACE's top<k> tasks
+            if self._schema.search:
+                counts[f"{window}/exposure_{values['exposure']}"] += 1
             if window == "test":
                 for t in COLD_THRESHOLDS:
                     counts[f"test/item_freq_lt_{t}"] += values["item_freq"] < t
@@ -308,6 +323,8 @@ def build_pipeline(p: beam.Pipeline, dataset: str, out: str, schema: features.Fe
                for name in canonical.WINDOW_NAMES}
     train = windows[TRAIN_WINDOW]
     event_cols = [c.name for c in canonical.EVENT_COLUMNS] + list(schema.profile_features)
+    if schema.search:
+        event_cols += [c.name for c in canonical.SEARCH_EVENT_COLUMNS]
 
     items_by_id = (
         p
@@ -385,6 +402,9 @@ def stats_from_counts(counts: dict, meta: canonical.DatasetMeta,
             w[label] = counts.get(f"{name}/{label}", 0)
         w["ctr"] = w["click"] / n if n else None
         w["ranked"] = counts.get(f"{name}/ranked", 0)  # examples with a known rank
+        if schema.search:
+            w["exposure"] = {e: counts.get(f"{name}/exposure_{e}", 0)
+                             for e in canonical.EXPOSURES}
         windows[name] = w
     n_test = windows["test"]["examples"]
     return {
@@ -433,8 +453,10 @@ def prepare_output(out: str, overwrite: bool) -> None:
         os.makedirs(out, exist_ok=True)
 
 
-def preflight(dataset: str) -> tuple[canonical.DatasetMeta, tuple[str, ...]]:
-    """Checks dataset.json and the Parquet schemas before any work. Returns (meta, profile).
+def preflight(dataset: str) -> tuple[canonical.DatasetMeta, tuple[str, ...], bool]:
+    """Checks dataset.json and the Parquet schemas before any work. Returns (meta, profile
+    columns, search): ``search`` when events.parquet is a search pre-ranking log (it has the
+    ``exposure`` column; the examples then carry the query, exposure and ranker score).
 
     Row-level problems (invalid UTF-8 included) are left to the job's dead-letter output; a
     file that is not readable Parquet, a missing column, a column of the wrong type or unusable
@@ -461,17 +483,21 @@ def preflight(dataset: str) -> tuple[canonical.DatasetMeta, tuple[str, ...]]:
             report.error(name, None, str(e))
             continue
         validate.check_schema(name, schemas[name], canonical.TABLES[name], report)
-    profile = ()
+    profile, search = (), False
     if canonical.EVENTS_FILE in schemas:
         events = schemas[canonical.EVENTS_FILE]
         profile = features.profile_columns(events.names)
+        search = "exposure" in events.names
+        if search and "ranker_score" not in events.names:
+            report.error(canonical.EVENTS_FILE, "ranker_score", "a search log (it has the "
+                         "exposure column) needs ranker_score too (null where unknown)")
         for name in profile:
             if canonical.arrow_kind(events.field(name).type) != "string":
                 report.error(canonical.EVENTS_FILE, name, "user profile columns must be "
                              f"strings, got {events.field(name).type}")
     if not report.ok:
         raise validate.DatasetError(f"{dataset} cannot be turned into examples:\n{report}")
-    return meta, profile
+    return meta, profile, search
 
 
 def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
@@ -483,8 +509,9 @@ def run(argv=None, save_main_session=True, test_pipeline=None) -> dict:
         got no examples. Example folders are then deleted (the dead letters are kept).
     """
     args, beam_args = parse_args(argv)
-    meta, profile = preflight(args.dataset)
-    schema = features.FeatureSchema(max_history=args.max_history, profile_features=profile)
+    meta, profile, search = preflight(args.dataset)
+    schema = features.FeatureSchema(max_history=args.max_history, profile_features=profile,
+                                    search=search)
     prepare_output(args.out, args.overwrite)
     schema.save(os.path.join(args.out, features.SCHEMA_FILE))
 

@@ -35,7 +35,9 @@ from ppm.data import canonical, pipeline
 from ppm.models import factory
 
 logger = logging.getLogger(__name__)
-META = ("request_id", "user_id", "item_id", "item_freq", "position")
+META = ("request_id", "user_id", "item_id", "item_freq", "position", "rank")
+# Search examples (GRACE) also keep how each candidate was exposed (Recall@k, long tail).
+SEARCH_META = ("exposure",)
 BOOTSTRAP_SEED = 0
 
 
@@ -44,7 +46,8 @@ def write_scores(run_dir: str, split: str, scored: dict, tasks) -> str:
     frequencies of every example, in example order) for paired comparisons of two runs on the
     same examples (``benchmarks/table3.py``); returns its path."""
     path = os.path.join(run_dir, f"scores_{split}.npz")
-    keep = [f"p_{t}" for t in tasks] + [f"label_{t}" for t in tasks] + list(META)
+    keep = [f"p_{t}" for t in tasks] + [f"label_{t}" for t in tasks] + [
+        k for k in META + SEARCH_META if k in scored]
     np.savez_compressed(path, **{k: scored[k] for k in keep})
     return path
 
@@ -115,14 +118,15 @@ def score(model, files, schema, batch_size: int, progress: bool = True,
             out.update({f"served_{k}": v for k, v in served.items()})
         labels = features.derived_labels(model.task_names, feats, labels)
         out.update({f"label_{k}": v for k, v in labels.items()})
-        out.update({k: feats[k] for k in META})
+        out.update({k: feats[k] for k in META + SEARCH_META if k in feats})
         for k, v in out.items():
             parts.setdefault(k, []).append(v.numpy())
     if not parts:
         raise ValueError(f"no example in {files}")
     result = {k: np.concatenate(v) for k, v in parts.items()}
-    for k in ("request_id", "user_id", "item_id"):
-        result[k] = result[k].astype(str)
+    for k in ("request_id", "user_id", "item_id") + SEARCH_META:
+        if k in result:
+            result[k] = result[k].astype(str)
     return result
 
 
@@ -170,6 +174,10 @@ def position_baseline(scored: dict, tasks, positions: str | None = None) -> dict
     if positions == "none":
         return {**out, "tasks": None, "note": "no positions: dataset.json says positions: none "
                 "(nothing was displayed in a known order; every position is 0)"}
+    if "exposure" in scored:
+        return {**out, "tasks": None, "note": "not computed: a search log's position is the "
+                "ranking model's order (rank) for every candidate, which a pre-ranking model "
+                "cannot see; it would separate displayed from hidden candidates exactly"}
     if len(np.unique(position)) < 2:
         return {**out, "tasks": None, "note": "no positions: every example has position "
                 f"{int(position[0]) if len(position) else 0}"}
@@ -200,7 +208,8 @@ def evaluate_run(run_dir: str, split: str | None = None, progress: bool = True) 
     files = pipeline.list_files(os.path.join(config.data.examples, split))
     scored = score(model, files, inputs.schema, config.trainer.eval_batch_size, progress,
                    serving_position=DEFAULT_POSITION)
-    tasks = model.task_names
+    # The distillation task's label is a score, not an event: it is not evaluated.
+    tasks = [t for t in model.task_names if t != features.RANKER_SCORE]
     # One draw of users for every row (and, by its fixed seed, for every run scored on the
     # same examples), so the error bars of two models are comparable.
     boot = metrics.Bootstrap(scored["user_id"], seed=BOOTSTRAP_SEED)

@@ -52,8 +52,8 @@ def input_signature(schema: features.FeatureSchema) -> dict:
     specs = {}
     for name in features.model_input_names(schema):
         f = schema[name]
-        dtype = tf.string if f.dtype == features.STRING else tf.int64
-        specs[name] = tf.TensorSpec([None, None] if f.sequence else [None], dtype, name=name)
+        specs[name] = tf.TensorSpec([None, None] if f.sequence else [None], f.tf_dtype(),
+                                    name=name)
     return specs
 
 

@@ -41,7 +41,7 @@ TARGET, HISTORY, CONTEXT, PROFILE, LABEL, META = (
     "target", "history", "context", "profile", "label", "meta")
 ROLES = (TARGET, HISTORY, CONTEXT, PROFILE, LABEL, META)
 
-STRING, INT64 = "string", "int64"
+STRING, INT64, FLOAT = "string", "int64", "float32"
 
 LABELS = ("click", "order", "cart")
 # GRACE's rank-consistency tasks (§2.3, Eq. 6): a task named "top<k>" learns whether the ranking
@@ -61,6 +61,7 @@ NUM_RECENCY_BUCKETS = len(RECENCY_BUCKET_EDGES_S) + 1
 # DSIN §4.1: behaviours more than 30 minutes apart belong to different sessions.
 SESSION_GAP_S = 1800
 HIST_SESSION = "hist_session"
+QUERY, RANKER_SCORE = "query", "ranker_score"  # features of search examples (GRACE)
 # Model inputs that only some models read (``RankingModel.extra_inputs``): a model's serving
 # signature asks for them only if it reads them, and the client ignores them in a request to a
 # model that does not, so one request format serves every model.
@@ -73,7 +74,7 @@ class Feature:
 
     Attributes:
       name: feature key in the tf.train.Example and in the model's input dict.
-      dtype: ``"string"`` or ``"int64"`` (the two tf.train.Example kinds used here).
+      dtype: ``"string"``, ``"int64"`` or ``"float32"`` (the tf.train.Example kinds).
       role: one of :data:`ROLES`.
       sequence: True for history features, shape ``[max_history]`` after parsing.
       default: value of a missing scalar or padding of a sequence.
@@ -85,8 +86,8 @@ class Feature:
     sequence: bool = False
 
     def __post_init__(self):
-        if self.dtype not in (STRING, INT64):
-            raise ValueError(f"Feature {self.name!r}: dtype must be string or int64, "
+        if self.dtype not in (STRING, INT64, FLOAT):
+            raise ValueError(f"Feature {self.name!r}: dtype must be string, int64 or float32, "
                              f"got {self.dtype!r}")
         if self.role not in ROLES:
             raise ValueError(f"Feature {self.name!r}: role must be one of {ROLES}, "
@@ -94,7 +95,13 @@ class Feature:
 
     @property
     def default(self):
-        return "" if self.dtype == STRING else 0
+        return {STRING: "", INT64: 0, FLOAT: 0.0}[self.dtype]
+
+    def tf_dtype(self):
+        """The TensorFlow dtype of the feature's values."""
+        import tensorflow as tf
+
+        return {STRING: tf.string, INT64: tf.int64, FLOAT: tf.float32}[self.dtype]
 
 
 def recency_bucket(age_seconds):
@@ -136,9 +143,11 @@ def session_ids(timestamps_most_recent_first: Sequence[int],
     return ids
 
 
-def _base_features(sessions: bool = True) -> tuple[Feature, ...]:
+def _base_features(sessions: bool = True, search: bool = False) -> tuple[Feature, ...]:
     feats = [Feature(name, STRING, TARGET) for name in ID_FIELDS]
     feats.append(Feature("position", INT64, CONTEXT))
+    if search:
+        feats.append(Feature(QUERY, STRING, CONTEXT))
     feats += [Feature(f"hist_{name}", STRING, HISTORY, sequence=True) for name in ID_FIELDS]
     feats.append(Feature("hist_position", INT64, HISTORY, sequence=True))
     feats.append(Feature("hist_recency", INT64, HISTORY, sequence=True))
@@ -155,6 +164,13 @@ def _base_features(sessions: bool = True) -> tuple[Feature, ...]:
         # How often the target item appears in the training window (cold-start buckets).
         Feature("item_freq", INT64, META),
     ]
+    if search:
+        feats += [
+            # displayed, recalled or sampled (ppm.data.canonical.EXPOSURES)
+            Feature("exposure", STRING, META),
+            # The ranking model's score (GRACE's distillation baseline); -1 when unknown.
+            Feature(RANKER_SCORE, FLOAT, META),
+        ]
     return tuple(feats)
 
 
@@ -167,11 +183,15 @@ class FeatureSchema:
       profile_features: names of the user profile features (``user_*`` string columns).
       sessions: whether the examples carry ``hist_session`` (DSIN §4.1). False only for
         examples written before it existed (:meth:`from_dict` reads it off their feature list).
+      search: examples of a search pre-ranking log (GRACE; events with an ``exposure``
+        column): they also carry the ``query`` text (a model input), ``exposure`` and
+        ``ranker_score`` (meta).
     """
 
     max_history: int = DEFAULT_MAX_HISTORY
     profile_features: tuple[str, ...] = ()
     sessions: bool = True
+    search: bool = False
 
     def __post_init__(self):
         if self.max_history < 1:
@@ -185,7 +205,7 @@ class FeatureSchema:
 
     @functools.cached_property
     def features(self) -> tuple[Feature, ...]:
-        return _base_features(self.sessions) + tuple(
+        return _base_features(self.sessions, self.search) + tuple(
             Feature(name, STRING, PROFILE) for name in self.profile_features)
 
     def by_role(self, *roles: str) -> tuple[Feature, ...]:
@@ -214,8 +234,10 @@ class FeatureSchema:
         their features (parser, model inputs and serving signature as they were)."""
         stored = d.get("features")
         sessions = stored is None or any(f.get("name") == HIST_SESSION for f in stored)
+        search = stored is not None and any(f.get("name") == QUERY for f in stored)
         return cls(max_history=int(d["max_history"]),
-                   profile_features=tuple(d.get("profile_features", ())), sessions=sessions)
+                   profile_features=tuple(d.get("profile_features", ())), sessions=sessions,
+                   search=search)
 
     def save(self, path: str) -> None:
         from ppm.data.canonical import open_file
@@ -238,7 +260,7 @@ class FeatureSchema:
 
         spec = {}
         for f in self.features:
-            dtype = tf.string if f.dtype == STRING else tf.int64
+            dtype = f.tf_dtype()
             if f.sequence:
                 spec[f.name] = tf.io.RaggedFeature(dtype=dtype, row_splits_dtype=tf.int64)
             else:
@@ -274,6 +296,8 @@ class FeatureSchema:
                 v = (v,)
             if f.dtype == STRING:
                 feature[f.name].bytes_list.value.extend([_to_bytes(f.name, x) for x in v])
+            elif f.dtype == FLOAT:
+                feature[f.name].float_list.value.extend([float(x) for x in v])
             else:
                 feature[f.name].int64_list.value.extend([int(x) for x in v])
         return example
@@ -305,14 +329,37 @@ def top_k(task: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def is_derived(task: str) -> bool:
+    """Whether a task's label is derived from the examples' features when a batch is read
+    (:func:`derived_labels`), not a label column: ``top<k>`` and ``ranker_score``."""
+    return bool(top_k(task)) or task == RANKER_SCORE
+
+
 def derived_labels(tasks, feats: dict, labels: dict) -> dict:
-    """``labels`` plus the label of every ``top<k>`` task of ``tasks`` that it lacks, from
-    ``feats["rank"]`` (GRACE Eq. 6: 1 when ``0 <= rank < k``, the rank 0-based as in the
-    canonical format; an unknown rank, -1, is in no top k). float32 [B] each."""
+    """``labels`` plus the label of every derived task of ``tasks`` that it lacks:
+
+    - ``top<k>`` from ``feats["rank"]`` (GRACE Eq. 6: 1 when ``0 <= rank < k``, the rank
+      0-based as in the canonical format; an unknown rank, -1, is in no top k);
+    - ``ranker_score`` (GRACE Table 1's distillation baseline, a soft label) from
+      ``feats["ranker_score"]``, the ranking model's probability; an unknown score (-1: an item
+      recall did not return) is 0.
+
+    float32 [B] each."""
     wanted = [(t, top_k(t)) for t in tasks if t not in labels and top_k(t)]
-    if not wanted:
+    distill = RANKER_SCORE in tasks and RANKER_SCORE not in labels
+    if not wanted and not distill:
         return labels
+    out = dict(labels)
+    if distill:
+        import tensorflow as tf  # noqa: PLC0415 - this module imports no TensorFlow on load
+
+        if RANKER_SCORE not in feats:
+            raise ValueError("the ranker_score task needs examples of a search log (built from "
+                             "events with ranker_score)")
+        out[RANKER_SCORE] = tf.maximum(tf.cast(feats[RANKER_SCORE], tf.float32), 0.0)
+    if not wanted:
+        return out
     from ppm import losses  # noqa: PLC0415 - this module imports no TensorFlow on load
 
     values = losses.topk_labels(feats["rank"], [k for _, k in wanted])
-    return {**labels, **{t: values[:, i] for i, (t, _) in enumerate(wanted)}}
+    return {**out, **{t: values[:, i] for i, (t, _) in enumerate(wanted)}}

@@ -225,8 +225,8 @@ def restrict_to_dataset_tasks(config) -> list[str]:
         return []
     have, source = found
     tasks = list(config.model.tasks)
-    # top<k> tasks are derived from the examples' rank (features.derived_labels), not labels
-    keep = [t for t in tasks if t in have or features.top_k(t)]
+    # top<k> and ranker_score are derived from the examples' features, not label columns
+    keep = [t for t in tasks if t in have or features.is_derived(t)]
     dropped = [t for t in tasks if t not in keep]
     if not dropped:
         return []
@@ -236,7 +236,7 @@ def restrict_to_dataset_tasks(config) -> list[str]:
     for name in ("task_weights", "task_losses"):  # per-task lists follow their tasks
         values = list(getattr(config.model, name))
         if values:
-            override[name] = [v for t, v in zip(tasks, values) if t in have]
+            override[name] = [v for t, v in zip(tasks, values) if t in keep]
     config.override({"model": override})
     logger.warning("The data has no %s labels (%s lists %s): learning %s only", dropped,
                    source, have, keep)

@@ -7,6 +7,7 @@
 from ppm.configs.definitions import DataConfig, ExperimentConfig, RuntimeConfig, TrainerConfig
 from ppm.configs.experiments import (
                                      EXPERIMENTS,
+                                     GRACE,
                                      PRESETS,
                                      RUN_CONFIG_FILE,
                                      TAOBAO,
@@ -18,6 +19,8 @@ from ppm.configs.experiments import (
 )
 from ppm.configs.models import (
     MODALITIES,
+    PRE_RANKING,
+    GraceConfig,
     HeadConfig,
     MAKEConfig,
     ModelConfig,
@@ -28,5 +31,6 @@ from ppm.configs.models import (
 
 __all__ = ["DataConfig", "ExperimentConfig", "ModelConfig", "RuntimeConfig", "TrainerConfig",
            "TransformerConfig", "HeadConfig", "PluginConfig", "MAKEConfig", "MultimodalConfig",
-           "MODALITIES", "EXPERIMENTS", "PRESETS", "TAOBAO", "ZOO",
+           "GraceConfig", "MODALITIES", "EXPERIMENTS", "PRESETS", "TAOBAO", "ZOO", "GRACE",
+           "PRE_RANKING",
            "RUN_CONFIG_FILE", "data_paths", "get_config", "read_run_config", "resolve"]

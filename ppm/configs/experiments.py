@@ -22,7 +22,7 @@ from official.modeling import hyperparams
 
 from ppm.configs import legacy
 from ppm.configs.definitions import ExperimentConfig, adam_linear_decay
-from ppm.configs.models import PRETRAINED_MODULES, model_types
+from ppm.configs.models import PRE_RANKING, PRETRAINED_MODULES, model_types
 
 # The paper's URM: loaded, then fine-tuned, at a tenth of the model's learning rate. At the
 # model's rate Adam moved an under-trained plug-in 22% (relative L2) in its first 40 steps and
@@ -35,7 +35,7 @@ PPM_PLUGIN = {"kind": "ppm", "init": "finetune",
 # PPM Table 2's baselines: every model type but URM and the pre-trained modules (a model's
 # config block in ppm/configs/models.py is enough to give it the experiments <model> and
 # <model>_ppm).
-ZOO = tuple(t for t in model_types() if t not in ("urm", *PRETRAINED_MODULES))
+ZOO = tuple(t for t in model_types() if t not in ("urm", *PRETRAINED_MODULES, *PRE_RANKING))
 # Taobao §6's integration methods on its ID-based production model, DIN (Table 3): the cached
 # multimodal vectors as side information, and the MAKE plug-in of a make_pretrain run (fine-
 # tuned at a tenth of the model's rate, as the PPM plug-in).
@@ -49,6 +49,50 @@ TAOBAO = {
     "din_simtier": {"multimodal": {"side": ["simtier"]}},
     "din_make": {"plugin": MAKE_PLUGIN},
     "din_simtier_make": {"multimodal": {"side": ["simtier"]}, "plugin": MAKE_PLUGIN},
+}
+
+# GRACE (search pre-ranking, SIGIR 2024, arXiv:2405.05606): its Table 1 rows and Table 2
+# ablations, the model's overrides. K = {10, 30, 50, 100} and lambda1 = lambda2 = 0.1 (§3.1.4);
+# the paper gives no w_k: 1 each, so each top<k> task weighs lambda1 * w_k = 0.1. The
+# distillation baseline regresses the ranking model's score with the same total weight as
+# GRACE's rank tasks (0.4). model.grace.graph_embeddings is set when training (a
+# ppm.graph.pretrain output).
+GRACE_K = (10, 30, 50, 100)
+GRACE_LAMBDA = 0.1
+_FEEDBACK = ["click", "order"]
+_RANK = {"tasks": _FEEDBACK + [f"top{k}" for k in GRACE_K],
+         "task_weights": [1.0, 1.0] + [GRACE_LAMBDA] * len(GRACE_K)}
+_PLE = {"type": "grace", "head": {"type": "ple"}}
+_ID = {"item_representation": "id", "alignment_weight": 0.0}
+_GENERALIZED = {"item_representation": "generalized", "alignment_weight": GRACE_LAMBDA}
+GRACE = {
+    "grace": {**_PLE, **_RANK, "grace": _GENERALIZED},
+    "grace_ple": {**_PLE, "tasks": _FEEDBACK, "grace": _ID},
+    "grace_mmoe": {**_PLE, "head": {"type": "mmoe"}, "tasks": _FEEDBACK, "grace": _ID},
+    "grace_distillation": {**_PLE, "tasks": _FEEDBACK + ["ranker_score"],
+                           "task_weights": [1.0, 1.0, GRACE_LAMBDA * len(GRACE_K)],
+                           "grace": _ID},
+    "grace_wo_consistency": {**_PLE, "tasks": _FEEDBACK, "grace": _GENERALIZED},
+    "grace_wo_generalization": {**_PLE, **_RANK, "grace": _ID},
+    "grace_pretrained_id": {**_PLE, **_RANK, "grace": {"item_representation": "pretrained",
+                                                       "alignment_weight": 0.0}},
+    "grace_wo_hash_id": {**_PLE, **_RANK, "grace": {**_GENERALIZED,
+                                                    "item_representation": "attributes"}},
+}
+# §3.1.4: batch 1024, Adagrad at 0.05; the hash-ID table 3M x 32 (§3.3.1). The demo's table
+# has a quarter as many rows as the search demo world has items (4,000), as the paper's has a
+# tenth of its 30M.
+_ADAGRAD = {"optimizer": {"type": "adagrad"},
+            "learning_rate": {"type": "constant", "constant": {"learning_rate": 0.05}}}
+GRACE_PRESETS = {
+    "paper": {"data": {"global_batch_size": 1024},
+              "model": {"id_dim": 32, "grace": {"hash_buckets": 3_000_000}},
+              "trainer": {"optimizer": _ADAGRAD}},
+    "demo": {"data": {"global_batch_size": 1024},
+             "model": {"id_dim": 16, "grace": {"hash_buckets": 1000, "query_hash_bins": 5000}},
+             "trainer": {"optimizer": _ADAGRAD, "checkpoint_interval": 200}},
+    "tiny": {"model": {"grace": {"hash_buckets": 100, "query_hash_bins": 500}},
+             "trainer": {"optimizer": _ADAGRAD}},
 }
 
 # experiment -> overrides of the preset (a plug-in's checkpoint is set when training: the
@@ -70,6 +114,8 @@ for _model in ZOO:  # each baseline without and with the PPM plug-in (Table 2)
     EXPERIMENTS[f"{_model}_ppm"] = {"model": {"type": _model, "plugin": PPM_PLUGIN}}
 for _name, _model_override in TAOBAO.items():
     EXPERIMENTS[_name] = {"model": {"type": "din", **_model_override}}
+for _name, _model_override in GRACE.items():
+    EXPERIMENTS[_name] = {"model": _model_override}
 PRESETS = ("paper", "demo", "tiny")
 RUN_CONFIG_FILE = "config.yaml"  # the resolved config, in every run folder
 
@@ -152,6 +198,8 @@ def _factory(experiment: str, preset: str):
                                     "checkpoint_interval": 160}})
         if c.model.type == "make" and preset != "tiny":
             c.override({"trainer": {"train_passes": MAKE_PASSES}})
+        if c.model.type == "grace":
+            c.override(GRACE_PRESETS[preset])
         return c
     return make
 

@@ -26,6 +26,9 @@ MODALITIES = {"image": ("image",), "text": ("text",), "both": ("text", "image")}
 TASK_LOSSES = ("bce",)  # ppm.losses.LOSSES (configs import no TensorFlow)
 PLUGIN_INITS = ("random", "frozen", "finetune")
 HEAD_TYPES = ("mmoe", "mlp", "ple")
+ITEM_REPRESENTATIONS = ("generalized", "attributes", "id", "pretrained")  # model.grace
+# Pre-ranking models (GRACE): not among PPM Table 2's baselines.
+PRE_RANKING = ("grace",)
 
 
 @dataclasses.dataclass
@@ -251,6 +254,56 @@ class MAKEConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class GraceConfig(hyperparams.Config):
+    """GRACE, the search pre-ranking model (Xu et al., SIGIR 2024, arXiv:2405.05606): a PLE
+    head (``model.head.type=ple``) over the user, the query and the item; its rank-consistency
+    tasks are ``top<k>`` entries of ``model.tasks`` (Eq. 6-9, weights ``lambda1 * w_k`` in
+    ``model.task_weights``).
+
+    Attributes:
+      item_representation: the item's embedding (§2.4, Table 2): ``generalized`` (GRACE: a
+        hash-ID embedding of ``hash_buckets`` rows beside the shop, brand and category
+        embeddings), ``attributes`` (w/o hash id: the attributes alone), ``id`` (w/o
+        generalization: the item-id vocabulary's embedding beside the attributes; the PLE
+        baseline) or ``pretrained`` (pre-trained item id: the graph embeddings as a fixed item
+        table beside the attributes; items without one share a zero vector).
+      hash_buckets: rows of the hash-ID table (the paper: 3M for 30M items).
+      graph_embeddings: the pre-trained item embeddings (``python -m ppm.graph.pretrain``
+        output), for the alignment loss and the ``pretrained`` representation.
+      alignment_weight: lambda2 of Eq. 11 (0: no alignment loss, "w/o generalization").
+      temperature: tau of Eq. 10.
+      alignment_negatives: Eq. 10's denominator: ``pretrained`` (InfoNCE over the batch's
+        pre-trained embeddings) or ``items`` (as printed; :func:`ppm.losses.alignment_info_nce`).
+      query_hash_bins: hash buckets of the query's words (a bag of words; search examples only).
+    """
+
+    item_representation: str = "generalized"
+    hash_buckets: int = 3_000_000
+    graph_embeddings: str = ""
+    alignment_weight: float = 0.1
+    temperature: float = 0.1
+    alignment_negatives: str = "pretrained"
+    query_hash_bins: int = 100_000
+
+    def validate(self) -> None:
+        if self.item_representation not in ITEM_REPRESENTATIONS:
+            raise ValueError(f"model.grace.item_representation must be one of "
+                             f"{ITEM_REPRESENTATIONS}, got {self.item_representation!r}")
+        if self.hash_buckets < 1 or self.query_hash_bins < 1:
+            raise ValueError("model.grace.hash_buckets and query_hash_bins must be >= 1")
+        if self.alignment_weight < 0 or self.temperature <= 0:
+            raise ValueError("model.grace.alignment_weight must be >= 0 and temperature > 0")
+        if self.alignment_negatives not in ("pretrained", "items"):
+            raise ValueError("model.grace.alignment_negatives must be 'pretrained' or 'items', "
+                             f"got {self.alignment_negatives!r}")
+        needs = self.alignment_weight > 0 or self.item_representation == "pretrained"
+        if needs and not self.graph_embeddings:
+            raise ValueError("model.grace.graph_embeddings is not set: the alignment loss "
+                             "(alignment_weight > 0) and the pretrained representation read the "
+                             "pre-trained item embeddings (python -m ppm.graph.pretrain)")
+
+
+@dataclasses.dataclass
 class MultimodalConfig(hyperparams.Config):
     """Pre-trained multimodal vectors (the embedding cache) in an ID model (Taobao §4, §6.1.3).
 
@@ -290,7 +343,7 @@ class ModelConfig(hyperparams.OneOfConfig):
 
     Attributes:
       type: a registered model builder: ``ppm``, ``urm``, ``wide_deep``, ``deepfm``, ``din``,
-        ``dsin``, ``mian``, ``make``.
+        ``dsin``, ``mian``, ``make``, ``grace``.
       plugin: the pre-trained plug-in (any model but ``ppm`` and ``make``, the pre-trained
         modules themselves): :class:`PluginConfig`.
       head: the multi-task head (every model but ``ppm`` and ``make``): :class:`HeadConfig`.
@@ -324,6 +377,7 @@ class ModelConfig(hyperparams.OneOfConfig):
     dsin: DSINConfig = dataclasses.field(default_factory=DSINConfig)
     mian: MIANConfig = dataclasses.field(default_factory=MIANConfig)
     make: MAKEConfig = dataclasses.field(default_factory=MAKEConfig)
+    grace: GraceConfig = dataclasses.field(default_factory=GraceConfig)
     plugin: PluginConfig = dataclasses.field(default_factory=PluginConfig)
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
     multimodal: MultimodalConfig = dataclasses.field(default_factory=MultimodalConfig)
@@ -364,6 +418,8 @@ class ModelConfig(hyperparams.OneOfConfig):
         p.validate()
         self.multimodal.validate()
         self.make.validate()
+        if self.type == "grace":
+            self.grace.validate()
         if self.multimodal.side and self.type in (*PRETRAINED_MODULES, "urm"):
             raise ValueError(f"model.multimodal.side {list(self.multimodal.side)} applies to "
                              f"the zoo's models (wide_deep, deepfm, din, dsin, mian), not "

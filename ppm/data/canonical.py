@@ -87,7 +87,19 @@ QUERY_COLUMNS = (
     Column("hard_negative_item_id", "string", required=False, nullable=True),
 )
 
-TABLES = {ITEMS_FILE: ITEM_COLUMNS, EVENTS_FILE: EVENT_COLUMNS, QUERIES_FILE: QUERY_COLUMNS}
+# Columns of a search pre-ranking log (GRACE §3.1.1; the synthetic world's search scenario),
+# where events.parquet holds every candidate the pre-ranking model scored, not only those
+# displayed: ``exposure`` says which kind a row is (EXPOSURES), ``ranker_score`` is the ranking
+# model's score (null where it scored none; its order is ``rank``: a higher score, a better rank).
+SEARCH_EVENT_COLUMNS = (
+    Column("exposure", "string", required=False),
+    Column("ranker_score", "float", required=False, nullable=True),
+)
+# displayed: shown to the user (labels observed); recalled: scored by the ranking model, not
+# shown (labels 0); sampled: a random item that recall did not return (labels 0, no rank).
+EXPOSURES = ("displayed", "recalled", "sampled")
+TABLES = {ITEMS_FILE: ITEM_COLUMNS, EVENTS_FILE: EVENT_COLUMNS + SEARCH_EVENT_COLUMNS,
+          QUERIES_FILE: QUERY_COLUMNS}
 QUERY_KINDS = ("text", "image")
 LABEL_COLUMNS = ("click", "order", "cart")
 # dataset.json ``positions``: "displayed" (``position`` is the slot each candidate was shown

@@ -339,6 +339,8 @@ def _check_events(events: _Table, items: _Table | None, windows: dict | None,
                          _rows(bad))
     if events.has("request_id"):
         _check_requests(events, report, positions)
+    if events.has("exposure"):
+        _check_search(events, report)
     if events.has("ts") and windows is not None:
         _check_event_windows(events, windows, report)
     _check_floats(events, report)
@@ -366,6 +368,50 @@ def _check_requests(events: _Table, report: Report, positions: str = "displayed"
                 n = len(pc.unique(events["request_id"].filter(pa.array(bad))))
                 report.error(f, col, f"{n} request_ids have several {col} values; a request "
                              f"has one {col}", _rows(bad))
+
+
+def _check_search(events: _Table, report: Report) -> None:
+    """A search pre-ranking log (canonical.SEARCH_EVENT_COLUMNS): only displayed rows have
+    labels; sampled rows have no rank and no ranker score, the others have both; in a request, a
+    better (lower) rank never has a lower ranker score."""
+    f = events.file
+    exposure = events["exposure"]
+    bad = not_in(exposure, pa.array(canonical.EXPOSURES))
+    if bad.any():
+        report.error(f, "exposure", f"values outside {list(canonical.EXPOSURES)}", _rows(bad))
+    hidden = as_bool(pc.not_equal(exposure, "displayed"))
+    for col in canonical.LABEL_COLUMNS:
+        if events.has(col):
+            labelled = hidden & as_bool(pc.equal(events[col], 1))
+            if labelled.any():
+                report.error(f, col, f"{int(labelled.sum())} rows not displayed (exposure "
+                             f"recalled or sampled) have {col}=1", _rows(labelled))
+    sampled = as_bool(pc.equal(exposure, "sampled"))
+    for col in ("rank", "ranker_score"):
+        if not events.has(col):
+            continue
+        null = as_bool(events[col].is_null())
+        if (sampled & ~null).any():
+            report.error(f, col, f"sampled negatives with a {col} (recall did not return them: "
+                         "null)", _rows(sampled & ~null))
+        if (~sampled & null).any():
+            report.error(f, col, f"displayed or recalled rows without a {col}",
+                         _rows(~sampled & null))
+    if events.has("rank", "ranker_score", "request_id"):
+        scored = np.flatnonzero(~as_bool(events["rank"].is_null())
+                                & ~as_bool(events["ranker_score"].is_null()))
+        request = codes(events["request_id"])[scored]
+        rank = events["rank"].to_numpy(zero_copy_only=False)[scored]
+        score = events["ranker_score"].to_numpy(zero_copy_only=False)[scored]
+        order = np.lexsort((rank, request))
+        same = request[order][1:] == request[order][:-1]
+        worse = same & (score[order][1:] > score[order][:-1])
+        if worse.any():
+            rows = np.zeros(len(events["rank"]), bool)
+            rows[scored[order][1:][worse]] = True
+            report.error(f, "ranker_score", f"{int(worse.sum())} rows have a higher ranker "
+                         "score than a better-ranked row of their request (rank is the ranking "
+                         "model's order by score, 0 = best)", _rows(rows))
 
 
 def _check_event_windows(events: _Table, windows: dict, report: Report) -> None:

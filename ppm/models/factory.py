@@ -266,6 +266,5 @@ def dummy_features(schema: features.FeatureSchema, batch: int = 2) -> dict:
     for f in schema.by_role(features.TARGET, features.HISTORY, features.CONTEXT,
                             features.PROFILE):
         shape = [batch, schema.max_history] if f.sequence else [batch]
-        dtype = tf.string if f.dtype == features.STRING else tf.int64
-        out[f.name] = tf.constant(np.full(shape, f.default), dtype=dtype)
+        out[f.name] = tf.constant(np.full(shape, f.default), dtype=f.tf_dtype())
     return out

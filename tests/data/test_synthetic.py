@@ -50,7 +50,7 @@ def test_valid_canonical_dataset(tiny_world):
 
 
 def test_unknown_scale_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match="Unknown scale 'huge'"):
+    with pytest.raises(ValueError, match="Unknown feed scale 'huge'"):
         synthetic.generate(str(tmp_path), "huge", 0)
 
 

@@ -27,7 +27,8 @@ def _layers(model, kind):
 
 
 def test_every_model_type_is_registered_and_has_experiments():
-    assert registry.registered() == sorted(["ppm", "make", "urm", *configs.ZOO])
+    assert registry.registered() == sorted(["ppm", "make", "urm", *configs.ZOO,
+                                            *configs.PRE_RANKING])
     for model in configs.ZOO:
         assert configs.get_config(model).model.type == model
         assert configs.get_config(f"{model}_ppm").model.plugin.kind == "ppm"

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ppm.data import canonical
-from ppm.data.synthetic import behaviour, images, queries
+from ppm.data.synthetic import behaviour, images, queries, search
 from ppm.data.synthetic.world import (
     AGES,
     CITY_TIERS,
@@ -41,9 +41,10 @@ from ppm.data.synthetic.world import (
     titles,
 )
 
-__all__ = ["SCALES", "generate", "build_world", "World"]
+__all__ = ["SCALES", "SCENARIOS", "generate", "build_world", "World"]
 
 logger = logging.getLogger(__name__)
+SCENARIOS = {"feed": SCALES, "search": search.SEARCH_SCALES}
 IMAGE_SIZE = 64
 _IMAGE_BATCH = 256  # small batches keep the float32 arrays cache-friendly
 
@@ -96,8 +97,9 @@ def _event_table(world: World, ev: dict) -> pa.Table:
         "ts": ev["ts"].astype(np.int64),
         "item_id": _ids("i", ev["item"], 7),
         "position": ev["position"].astype(np.int64),
-        "rank": ev["rank"].astype(np.int64),
-        "query": np.full(len(user), "", object),
+        # rank: null for the search scenario's sampled negatives, which no ranker scored.
+        "rank": pa.array(ev["rank"].astype(np.int64), mask=ev["rank"] < 0),
+        "query": ev["query"] if "query" in ev else np.full(len(user), "", object),
         "click": ev["click"], "order": ev["order"], "cart": ev["cart"],
         "user_gender": np.array(GENDERS, object)[u["gender"][user]],
         "user_age": np.array(AGES, object)[u["age"][user]],
@@ -112,6 +114,12 @@ def _event_table(world: World, ev: dict) -> pa.Table:
                                         "user_power")}
     extra.update({k: pa.float64() for k in ("true_p_click", "true_p_order", "true_p_cart")})
     extra["true_explore"] = pa.int64()
+    if "exposure" in ev:  # the search scenario (search.py)
+        cols["exposure"] = np.array(search.EXPOSURES, object)[ev["exposure"]]
+        cols["ranker_score"] = pa.array(ev["ranker_score"], mask=np.isnan(ev["ranker_score"]))
+        cols["true_query_relevance"] = ev["query_relevance"]
+        extra.update({"exposure": pa.string(), "ranker_score": pa.float64(),
+                      "true_query_relevance": pa.float64()})
     return pa.table(cols, schema=canonical.arrow_schema(canonical.EVENT_COLUMNS, extra))
 
 
@@ -128,30 +136,37 @@ def _query_table(q: dict) -> pa.Table:
 
 
 def generate(out_dir: str, scale: str = "tiny", seed: int = 0, progress: bool = False,
-             with_queries: bool = True) -> canonical.DatasetMeta:
+             with_queries: bool = True, scenario: str = "feed") -> canonical.DatasetMeta:
     """Generates a synthetic world and writes it as a canonical dataset.
 
     Args:
       out_dir: output folder (created; existing dataset files are overwritten).
-      scale: one of :data:`SCALES`.
-      seed: random seed; the output is a deterministic function of (scale, seed).
+      scale: one of :data:`SCALES` (``scenario="feed"``) or of
+        :data:`~ppm.data.synthetic.search.SEARCH_SCALES` (``scenario="search"``).
+      seed: random seed; the output is a deterministic function of (scenario, scale, seed).
       progress: show progress bars.
       with_queries: also write queries.parquet.
+      scenario: ``feed`` (homepage-feed requests, the default) or ``search`` (search
+        pre-ranking requests with M recalled candidates each: :mod:`.search`).
 
     Returns:
       The dataset metadata written to dataset.json.
 
     Raises:
-      ValueError: unknown scale.
+      ValueError: unknown scenario or scale.
     """
-    if scale not in SCALES:
-        raise ValueError(f"Unknown scale {scale!r}; choose one of {sorted(SCALES)}")
+    if scenario not in SCENARIOS:
+        raise ValueError(f"Unknown scenario {scenario!r}; choose one of {sorted(SCENARIOS)}")
+    scales = SCENARIOS[scenario]
+    if scale not in scales:
+        raise ValueError(f"Unknown {scenario} scale {scale!r}; choose one of {sorted(scales)}")
     rng_title, rng_events, rng_queries = (
         np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(3))
-    world = build_world(SCALES[scale], seed)
+    world = build_world(scales[scale], seed)
     n_days = (world.end_ts - world.windows["pretrain"][0]) // 86400
+    simulate = search.simulate_search if scenario == "search" else behaviour.simulate
     with tqdm(total=n_days, desc="simulating days", unit="day", disable=not progress) as bar:
-        ev = behaviour.simulate(world, rng_events, progress=bar.update)
+        ev = simulate(world, rng_events, progress=bar.update)
     os.makedirs(out_dir, exist_ok=True)
     items = _item_table(world, rng_title, progress)
     pq.write_table(items, os.path.join(out_dir, canonical.ITEMS_FILE), row_group_size=4096)
@@ -166,11 +181,19 @@ def generate(out_dir: str, scale: str = "tiny", seed: int = 0, progress: bool = 
         q = queries.make_queries(world, ev, rng_queries)
         pq.write_table(_query_table(q), os.path.join(out_dir, canonical.QUERIES_FILE))
         counts["queries"] = len(q["item"])
+    extra = {"scale": scale, "seed": seed, "image_size": IMAGE_SIZE}
+    name, source = f"synthetic-{scale}", f"ppm.data.synthetic --scale {scale} --seed {seed}"
+    if scenario == "search":
+        extra.update(scenario=scenario, candidates=world.scale.candidates,
+                     displayed=search.DISPLAYED)
+        counts.update({f"exposure_{e}": int((ev["exposure"] == k).sum())
+                       for k, e in enumerate(search.EXPOSURES)})
+        name, source = f"synthetic-search-{scale}", source + " --scenario search"
     meta = canonical.DatasetMeta(
-        name=f"synthetic-{scale}", source=f"ppm.data.synthetic --scale {scale} --seed {seed}",
+        name=name, source=source,
         windows={k: list(map(int, v)) for k, v in world.windows.items()},
         counts=counts, licence="Synthetic data generated by this repository; no licence "
-        "restrictions.", extra={"scale": scale, "seed": seed, "image_size": IMAGE_SIZE})
+        "restrictions.", extra=extra)
     canonical.write_meta(out_dir, meta)
     logger.info("Wrote %s: %s", out_dir, counts)
     return meta

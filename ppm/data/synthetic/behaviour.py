@@ -45,7 +45,7 @@ def sigmoid(x):
 
 def click_logit_wo_position(world: World, user, item):
     """True click logit of (user, item) pairs before the position effect."""
-    affinity = np.einsum("nd,nd->n", world.users["z"][user], world.items["z"][item])
+    affinity = np.einsum("...d,...d->...", world.users["z"][user], world.items["z"][item])
     return (CLICK_BIAS + AFFINITY_WEIGHT * affinity + world.items["quality"][item]
             + world.users["bias"][user]), affinity
 
@@ -130,6 +130,17 @@ def _candidates(world: World, r: _Retrieval, user, ts, rng):
     return np.where(keep, cand, -1)
 
 
+def conversion_probabilities(world: World, user, item, affinity):
+    """P(order | click) and P(add-to-cart | click) of (user, item) pairs (any shape)."""
+    it, users = world.items, world.users
+    price_z = (np.log(it["price"][item]) - 3.0) / 0.7
+    p_order_c = sigmoid(ORDER_BIAS + 1.0 * it["quality"][item] + 1.5 * affinity
+                        - np.asarray(POWER_PRICE_WEIGHT)[users["power"][user]] * price_z)
+    p_cart_c = sigmoid(CART_BIAS + 0.8 * affinity + 0.4 * price_z
+                       + users["cart_propensity"][user] + 0.3 * it["quality"][item])
+    return p_order_c, p_cart_c
+
+
 def _ranks(scores, valid):
     """0-based rank of each valid entry by descending score, per row; -1 for invalid."""
     s = np.where(valid, scores, -np.inf)
@@ -162,12 +173,7 @@ def simulate_day(world: World, retrieval: _Retrieval, day_start: int, n_requests
     u = user_m[valid]
     pos = position[valid]
     p_click = sigmoid(logit - POSITION_BIAS * np.log1p(pos))
-    it = world.items
-    price_z = (np.log(it["price"][item]) - 3.0) / 0.7
-    p_order_c = sigmoid(ORDER_BIAS + 1.0 * it["quality"][item] + 1.5 * affinity
-                        - np.asarray(POWER_PRICE_WEIGHT)[users["power"][u]] * price_z)
-    p_cart_c = sigmoid(CART_BIAS + 0.8 * affinity + 0.4 * price_z
-                       + users["cart_propensity"][u] + 0.3 * it["quality"][item])
+    p_order_c, p_cart_c = conversion_probabilities(world, u, item, affinity)
     click = rng.random(len(item)) < p_click
     order = click & (rng.random(len(item)) < p_order_c)
     cart = click & (rng.random(len(item)) < p_cart_c)

@@ -40,6 +40,8 @@ class Scale:
       text_queries, image_queries: search-log pairs to produce (at most).
       test_days: length of the test window (1 day, as in PPM Table 1; longer test windows
         hold more never-seen and rarely-seen items, for cold-start measurements).
+      train_days: length of the ``train_large`` window (14 days, PPM Table 1; GRACE §3.1.1
+        trains on 15); ``train_small`` is its last 7 days.
     """
 
     n_categories: int
@@ -53,6 +55,7 @@ class Scale:
     text_queries: int
     image_queries: int
     test_days: int = 1
+    train_days: int = 14
 
 
 SCALES = {
@@ -64,7 +67,7 @@ SCALES = {
     # (benchmarks/table3.py's cold buckets)
     "demo_week": Scale(20, 100, 40, 4000, 3000, 600, 10, 28, 4000, 2000, test_days=7),
 }
-TRAIN_LARGE_DAYS, TRAIN_SMALL_DAYS = 14, 7
+TRAIN_SMALL_DAYS = 7
 START_TS = 1704067200  # 2024-01-01 00:00:00 UTC
 # Share of the catalogue that exists before the first window; the rest arrives over time.
 INITIAL_CATALOGUE = 0.5
@@ -106,7 +109,7 @@ class World:
 
 def make_windows(scale: Scale) -> dict:
     pre_end = START_TS + scale.pretrain_days * DAY
-    train_end = pre_end + TRAIN_LARGE_DAYS * DAY
+    train_end = pre_end + scale.train_days * DAY
     return {
         "pretrain": (START_TS, pre_end),
         "train_large": (pre_end, train_end),
