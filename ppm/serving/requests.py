@@ -56,6 +56,9 @@ def sample_ranking_request(examples_dir: str, items_path: str, num_candidates: i
             user[f.name] = [_plain(v) for v in batch[f.name][row][:n]]
     for f in schema.by_role(features.PROFILE):
         user[f.name] = _plain(batch[f.name][row])
+    for f in schema.by_role(features.CONTEXT):  # the request's query (search examples)
+        if f.name != "position":
+            user[f.name] = _plain(batch[f.name][row])
     items = pq.read_table(items_path, columns=list(ITEM_FIELDS)).to_pandas()
     if num_candidates > len(items):
         raise ValueError(f"{num_candidates} candidates asked, the catalogue has {len(items)}")

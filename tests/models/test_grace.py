@@ -16,7 +16,7 @@ from ppm.data import synthetic
 from ppm.graph import load_embeddings, pretrain
 from ppm.layers.hash_embedding import hash_buckets
 from ppm.models import grace, load_inputs
-from ppm.serving import client, servables, server
+from ppm.serving import client, requests, servables, server
 from tests.ranking_fixtures import one_batch
 
 VOCAB = {"shop_id": ["s1", "s2"], "brand_id": ["b1"], "category_id": ["c1", "c2"],
@@ -202,6 +202,13 @@ def test_grace_trains_exports_and_is_served(search_data, tmp_path):
             for t in model.task_names:
                 np.testing.assert_allclose(got[f"p_{t}"], expected[t].numpy(), rtol=1e-5,
                                            atol=1e-6, err_msg=f"{name} {t}")
+        # A ranking request: the query is the request's, given once with the user.
+        request = requests.sample_ranking_request(examples, os.path.join(world, "items.parquet"),
+                                                  num_candidates=20, history=8)
+        assert request["user"][features.QUERY]
+        with client.Client(srv.target, "grace", timeout=60) as c:
+            ranked = c.rank(request)
+        assert len(ranked["p_top10"]) == 20
 
 
 def test_the_inputs_of_grace_are_those_of_the_search_examples(search_data):
