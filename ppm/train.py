@@ -1,4 +1,4 @@
-"""Train PPM, URM, its ablations, the baseline zoo and Taobao's MAKE and integration methods:
+"""Train PPM, URM, its ablations, the baseline zoo, Taobao's MAKE and integration methods, GRACE:
 ``python -m ppm.train``.
 
     python -m ppm.train                        # the demo URM on the demo's folders (make demo)
