@@ -10,10 +10,12 @@ pass over its training window (``--passes N``: N passes; 0: the preset's steps):
 - the data-efficiency pair: ``urm`` on ``train_small`` (one week) against ``urm_wo_ppm`` on
   ``train_large``.
 
-``--variant "LABEL=EXPERIMENT:OVERRIDES"`` adds a row (``OVERRIDES`` a ``--params_override``
-string), e.g. ``--variant "URM + PPM, ID dropout 0.3=urm:model.id_dropout=0.3"``; ``--only``
-keeps the named rows of the table above (by experiment), so a variant can be compared with
-its baselines alone.
+``--params_override`` changes every config, PPM pre-training included (e.g.
+``model.ppm.target_mode=history``). ``--variant "LABEL=EXPERIMENT:OVERRIDES"`` adds a row
+(``OVERRIDES`` a ``--params_override`` string), e.g.
+``--variant "URM + PPM, ID dropout 0.3=urm:model.id_dropout=0.3"``; ``--only`` keeps the
+named rows of the table above (by experiment), so a variant can be compared with its
+baselines alone.
 
 The PPM module is pre-trained once per seed (``ppm_pretrain`` on the pretrain window). Each
 model is evaluated on the test day with :mod:`ppm.evaluate`: AUC (± its bootstrap error over
@@ -101,7 +103,8 @@ def run(args) -> dict:
     for seed in args.seeds:
         out = os.path.join(args.work_dir or os.path.join(root, "table3"),
                            f"passes{args.passes:g}_ppm{args.ppm_passes}_seed{seed}")
-        pre = configs.resolve("ppm_pretrain", args.preset, validate=False)
+        pre = configs.resolve("ppm_pretrain", args.preset, params_override=args.params_override,
+                              validate=False)
         pre.override({"data": {**paths, "seed": seed}})
         ppm_passes = args.passes if args.ppm_passes is None else args.ppm_passes
         set_passes(pre, ppm_passes)
@@ -115,8 +118,8 @@ def run(args) -> dict:
                                 "experiment": "ppm_pretrain", "seed": seed,
                                 "metrics": pre_metrics})
         for label, experiment, window, overrides in rows(args):
-            c = configs.resolve(experiment, args.preset, params_override=overrides,
-                                validate=False)
+            c = configs.resolve(experiment, args.preset, params_override=",".join(
+                o for o in (args.params_override, overrides) if o), validate=False)
             c.override({"data": {**paths, "train_window": window, "seed": seed}})
             set_passes(c, args.passes)
             if c.model.plugin.kind and c.model.plugin.init != "random":
@@ -298,6 +301,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", default=[],
                         help="Train only these rows of the standard table (experiments or "
                         "labels, e.g. urm_wo_ppm urm); default: all.")
+    parser.add_argument("--params_override", default="",
+                        help="Overrides of every config, PPM pre-training included (e.g. "
+                        "'model.ppm.target_mode=history'); a variant's own come after.")
     parser.add_argument("--out", default=common.result_path("table3"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

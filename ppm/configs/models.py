@@ -26,6 +26,7 @@ MODALITIES = {"image": ("image",), "text": ("text",), "both": ("text", "image")}
 TASK_LOSSES = ("bce",)  # ppm.losses.LOSSES (configs import no TensorFlow)
 PLUGIN_INITS = ("random", "frozen", "finetune")
 HEAD_TYPES = ("mmoe", "mlp", "ple")
+TARGET_MODES = ("token", "history")  # the Behavior-Transformer's (ppm.layers)
 ITEM_REPRESENTATIONS = ("generalized", "attributes", "id", "pretrained")  # model.grace
 # Pre-ranking models (GRACE): not among PPM Table 2's baselines.
 PRE_RANKING = ("grace",)
@@ -33,13 +34,20 @@ PRE_RANKING = ("grace",)
 
 @dataclasses.dataclass
 class TransformerConfig(hyperparams.Config):
-    """Behavior-Transformer of IDSM and the PPM module (PPM: 2 layers, 4 heads)."""
+    """Behavior-Transformer of IDSM and the PPM module (PPM: 2 layers, 4 heads).
+
+    ``target_mode`` is IDSM's (and base's shared module's): ``token``, the target item is the
+    transformer's first token; ``history``, the transformer reads the history alone and the
+    target joins after it, so the user side is computed once per request at serving
+    (:class:`~ppm.layers.BehaviorTransformer`). The PPM module's is ``model.ppm.target_mode``.
+    """
 
     num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 256
     dropout: float = 0.1
     num_positions: int = 64
+    target_mode: str = "token"
 
 
 @dataclasses.dataclass
@@ -133,9 +141,12 @@ class HeadConfig(hyperparams.Config):
 @dataclasses.dataclass
 class PPMModelConfig(hyperparams.Config):
     """PPM, the ID-free pre-trained CTR model (§3.1): ``head_units`` of its CTR prediction
-    layer (then one logit unit: three fully connected layers with the defaults, §3.1.3)."""
+    layer (then one logit unit: three fully connected layers with the defaults, §3.1.3), and
+    ``target_mode`` of the PPM module's Behavior-Transformer (``token`` or ``history``; see
+    :class:`TransformerConfig`), in PPM pre-training and wherever the module is plugged in."""
 
     head_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
+    target_mode: str = "token"
 
 
 @dataclasses.dataclass
@@ -432,6 +443,11 @@ class ModelConfig(hyperparams.OneOfConfig):
         if p.kind and p.init != "random" and not p.checkpoint:
             raise ValueError(f"model.plugin.init={p.init!r} loads a pre-trained {p.kind}: set "
                              f"model.plugin.checkpoint to a {p.kind}_pretrain run folder")
+        for name, mode in (("transformer", self.transformer.target_mode),
+                           ("ppm", self.ppm.target_mode)):
+            if mode not in TARGET_MODES:
+                raise ValueError(f"model.{name}.target_mode must be one of {TARGET_MODES}, "
+                                 f"got {mode!r}")
         if self.head.type not in HEAD_TYPES:
             raise ValueError(f"model.head.type must be one of {HEAD_TYPES}, got "
                              f"{self.head.type!r}")

@@ -20,6 +20,15 @@ paper is silent, as in Alibaba's Behavior Sequence Transformer (Chen et al., 201
   bucket; the target gets a reserved extra bucket ("now").
 - Padding tokens (index >= ``hist_len``) are masked as attention keys, so their content cannot
   change any output.
+
+``target_mode="history"`` (PPM Eq. 4-5 read literally, ``h_0 = [e_1, ..., e_|S|]``) runs the
+transformer over the history alone: the user representation (the same masked mean) no longer
+depends on the candidate, and the target representation is its Eq. 3 input (the embedding plus
+its position and the reserved "now" recency bucket), to be concatenated after it (§3.1.3). The
+user side is then computed once per distinct user in a batch when not training: rows whose
+user-side inputs are bitwise equal (a ranking request repeats its user for every candidate) are
+found with ``tf.fingerprint`` and ``tf.unique``, the transformer runs on one row of each, and the
+result is gathered back: exact, whatever mix of users TF Serving's batching puts together.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from official.nlp.modeling.layers import TransformerEncoderBlock
 from ppm.features import NUM_RECENCY_BUCKETS
 
 INPUT_KEYS = ("history", "target", "hist_position", "hist_recency", "hist_len", "position")
+TARGET_MODES = ("token", "history")
 
 
 @keras.utils.register_keras_serializable(package="ppm")
@@ -46,6 +56,8 @@ class BehaviorTransformer(keras.layers.Layer):
       num_recency_buckets: recency buckets of the history (one more row is reserved for
         the target).
       init_stddev: N(0, s) initialiser of embeddings and kernels (PPM §4.2.3: 0.01).
+      target_mode: ``token`` (the target is the first token) or ``history`` (the transformer
+        reads the history only; module docstring).
 
     Call:
       inputs: dict with ``history`` float [B, L, H], ``target`` float [B, H],
@@ -62,8 +74,11 @@ class BehaviorTransformer(keras.layers.Layer):
     def __init__(self, num_layers: int = 2, num_heads: int = 4, intermediate_size: int = 256,
                  dropout: float = 0.1, num_positions: int = 64,
                  num_recency_buckets: int = NUM_RECENCY_BUCKETS, init_stddev: float = 0.01,
-                 **kwargs):
+                 target_mode: str = "token", **kwargs):
         super().__init__(**kwargs)
+        if target_mode not in TARGET_MODES:
+            raise ValueError(f"target_mode must be one of {TARGET_MODES}, got {target_mode!r}")
+        self.target_mode = str(target_mode)
         for name, value in (("num_layers", num_layers), ("num_heads", num_heads),
                             ("intermediate_size", intermediate_size),
                             ("num_positions", num_positions),
@@ -101,18 +116,18 @@ class BehaviorTransformer(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
+        if self.target_mode == "history":
+            return self._history_only(inputs, training)
         history, target = inputs["history"], inputs["target"]
         length = tf.shape(history)[1]
         tokens = tf.concat([target[:, None, :], history], axis=1)  # [B, 1 + L, H]
         position = tf.concat([tf.reshape(inputs["position"], [-1, 1]),
-                              inputs["hist_position"]], axis=1)
-        position = tf.clip_by_value(tf.cast(position, tf.int32), 0, self.num_positions - 1)
+                              tf.cast(inputs["hist_position"], inputs["position"].dtype)], 1)
         recency = tf.clip_by_value(tf.cast(inputs["hist_recency"], tf.int32), 0,
                                    self.num_recency_buckets - 1)
         target_bucket = tf.fill([tf.shape(history)[0], 1], self.num_recency_buckets)
         recency = tf.concat([target_bucket, recency], axis=1)
-        x = (tokens + tf.cast(self.position_embedding(position), tokens.dtype)
-             + tf.cast(self.recency_embedding(recency), tokens.dtype))  # Eq. 3
+        x = self._embed(tokens, position, recency)  # Eq. 3
         valid = tf.sequence_mask(tf.reshape(inputs["hist_len"], [-1]), length)  # [B, L]
         valid = tf.concat([tf.ones_like(valid[:, :1]), valid], axis=1)  # the target is real
         # [B, T, T]: every query may attend to every real key.
@@ -124,9 +139,55 @@ class BehaviorTransformer(keras.layers.Layer):
                                      tf.reduce_sum(weights, axis=1))
         return user, x[:, 0]
 
+    def _embed(self, tokens, position, recency):
+        """Eq. 3: the tokens plus their position and recency embeddings."""
+        position = tf.clip_by_value(tf.cast(position, tf.int32), 0, self.num_positions - 1)
+        return (tokens + tf.cast(self.position_embedding(position), tokens.dtype)
+                + tf.cast(self.recency_embedding(recency), tokens.dtype))
+
+    def _encode_history(self, history, hist_position, hist_recency, hist_len, training):
+        """The user representation of history-only mode, [B, H]."""
+        recency = tf.clip_by_value(tf.cast(hist_recency, tf.int32), 0,
+                                   self.num_recency_buckets - 1)
+        x = self._embed(history, hist_position, recency)
+        valid = tf.sequence_mask(tf.reshape(hist_len, [-1]), tf.shape(history)[1])
+        mask = tf.cast(valid[:, None, :], x.dtype) * tf.ones_like(x[:, :, :1])
+        for block in self.blocks:
+            x = block([x, mask], training=training)
+        weights = tf.cast(valid[:, :, None], x.dtype)
+        return tf.math.divide_no_nan(tf.reduce_sum(x * weights, axis=1),
+                                     tf.reduce_sum(weights, axis=1))
+
+    def _history_only(self, inputs, training):
+        history, target = inputs["history"], inputs["target"]
+        user_inputs = (history, inputs["hist_position"], inputs["hist_recency"],
+                       tf.reshape(inputs["hist_len"], [-1]))
+        if training:
+            user = self._encode_history(*user_inputs, training=training)
+        else:  # once per distinct user of the batch (exact: bitwise-equal inputs)
+            first, index = distinct_rows(user_inputs)
+            user = tf.gather(self._encode_history(
+                *[tf.gather(x, first) for x in user_inputs], training=training), index)
+        now = tf.fill([tf.shape(target)[0]], self.num_recency_buckets)
+        return user, self._embed(target, tf.reshape(inputs["position"], [-1]), now)
+
     def get_config(self):
-        return {**super().get_config(), "num_layers": self.num_layers,
+        return {**super().get_config(), "target_mode": self.target_mode,
+                "num_layers": self.num_layers,
                 "num_heads": self.num_heads, "intermediate_size": self.intermediate_size,
                 "dropout": self.dropout, "num_positions": self.num_positions,
                 "num_recency_buckets": self.num_recency_buckets,
                 "init_stddev": self.init_stddev}
+
+
+def distinct_rows(tensors):
+    """``(first, index)``: for a tuple of tensors sharing dim 0, the first row of each distinct
+    combination of rows (bitwise, by ``tf.fingerprint``) and each row's distinct number, so that
+    ``tf.gather(f(tf.gather(x, first)), index) == f(x)`` for any row-wise ``f``."""
+    prints = [tf.fingerprint(tf.reshape(x, [tf.shape(x)[0], -1])) for x in tensors]
+    key = tf.fingerprint(tf.concat(prints, axis=1))  # [B, 8] uint8
+    key = tf.bitcast(key, tf.int64)  # [B]
+    _, index = tf.unique(key)
+    count = tf.maximum(tf.reduce_max(index) + 1, 0)  # 0 for an empty batch
+    first = tf.math.unsorted_segment_min(tf.range(tf.shape(key)[0]), index, count)
+    return first, index

@@ -89,21 +89,28 @@ class Parts:
         return ItemIdEmbedding(self.inputs.vocabularies, m.id_dim, init_stddev=m.init_stddev,
                                name=name)
 
-    def transformer(self, name: str = "transformer") -> BehaviorTransformer:
+    def transformer(self, name: str = "transformer",
+                    target_mode: str | None = None) -> BehaviorTransformer:
+        """The Behavior-Transformer of ``model.transformer`` (its ``target_mode`` unless
+        another is given)."""
         m = self.model_config
         t = m.transformer
         return BehaviorTransformer(
             num_layers=t.num_layers, num_heads=t.num_heads,
             intermediate_size=t.intermediate_size, dropout=t.dropout,
-            num_positions=t.num_positions, init_stddev=m.init_stddev, name=name)
+            num_positions=t.num_positions, init_stddev=m.init_stddev,
+            target_mode=target_mode or t.target_mode, name=name)
 
-    def sequence_module(self, embedders, name: str) -> SequenceModule:
-        return SequenceModule(embedders, self.transformer("transformer"),
+    def sequence_module(self, embedders, name: str,
+                        target_mode: str | None = None) -> SequenceModule:
+        return SequenceModule(embedders, self.transformer("transformer", target_mode),
                               max_history=self.config.data.max_history, name=name)
 
     def ppm_module(self) -> SequenceModule:
-        """The PPM module (§3.1.2 / §3.2.2): cached modal items + Behavior-Transformer."""
-        return self.sequence_module([self.modal_items()], name="ppm")
+        """The PPM module (§3.1.2 / §3.2.2): cached modal items + Behavior-Transformer, in
+        ``model.ppm.target_mode``."""
+        return self.sequence_module([self.modal_items()], name="ppm",
+                                    target_mode=self.model_config.ppm.target_mode)
 
     def plugin(self):
         """The plug-in of ``model.plugin`` (a layer ``features -> tuple``), or None."""

@@ -68,6 +68,25 @@ class PPMPlugin(PretrainedModule):
     def build(self, parts):
         return parts.ppm_module()
 
+    def load(self, module, checkpoint: str) -> str:
+        """Also refuses a module pre-trained in another ``target_mode`` (the weights fit
+        either way; the tokens the transformer saw would not)."""
+        import os  # noqa: PLC0415
+
+        from ppm import configs  # noqa: PLC0415 - configs import the registry
+
+        run = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(
+            os.path.dirname(checkpoint))
+        if os.path.exists(os.path.join(run, configs.RUN_CONFIG_FILE)):
+            trained = configs.read_run_config(run).model.ppm.target_mode
+            mode = module.transformer.target_mode
+            if trained != mode:
+                raise ValueError(
+                    f"the PPM module of {run} was pre-trained with model.ppm.target_mode="
+                    f"{trained!r}; this model builds it with {mode!r}: set "
+                    f"model.ppm.target_mode={trained} (or pre-train in {mode!r} mode)")
+        return super().load(module, checkpoint)
+
 
 class MAKEPlugin(PretrainedModule):
     """The MAKE module of a ``make_pretrain`` run (Taobao §4.3)."""

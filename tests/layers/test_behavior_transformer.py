@@ -88,3 +88,59 @@ def test_bad_arguments():
         BehaviorTransformer(num_layers=0)
     with pytest.raises(ValueError, match="lack"):
         _layer()({"history": tf.zeros([1, 2, 4])})
+
+
+# --- history-only mode (the user side once per request) ---------------------------------------
+
+def _repeat_users(x, rows):
+    """``x`` with its rows taken in the order ``rows`` (users repeated), each with a target and
+    a position of its own."""
+    rng = np.random.default_rng(7)
+    out = {k: tf.gather(v, rows) for k, v in x.items()}
+    out["target"] = tf.constant(rng.normal(size=(len(rows), H)), tf.float32)
+    out["position"] = tf.constant(rng.integers(0, 8, size=len(rows)), tf.int64)
+    return out
+
+
+def test_history_mode_user_side_ignores_the_target_and_is_computed_once_per_user():
+    layer = _layer(target_mode="history")
+    x = _inputs()
+    rows = [0, 1, 0, 0, 2, 1, 0]  # three users, mixed as TF Serving's batching may mix them
+    batch = _repeat_users(x, rows)
+    user, item = layer(batch)
+    # Computed alone, row by row (training=True takes the path without the dedupe; no dropout)
+    for i, r in enumerate(rows):
+        single = {k: v[i:i + 1] for k, v in batch.items()}
+        u_alone, _ = layer(single, training=True)
+        np.testing.assert_allclose(user.numpy()[i], u_alone.numpy()[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(user.numpy()[i], user.numpy()[rows.index(r)], atol=0)
+    np.testing.assert_array_equal(user.numpy()[4], np.zeros(H))  # user 2: empty history
+    # The target is its Eq. 3 input: embedding + position + the reserved "now" recency bucket.
+    pos = np.clip(batch["position"].numpy(), 0, 7)
+    expected = (batch["target"].numpy() + layer.position_embedding.embeddings.numpy()[pos]
+                + layer.recency_embedding.embeddings.numpy()[NUM_RECENCY_BUCKETS])
+    np.testing.assert_allclose(item.numpy(), expected, rtol=1e-6)
+    # In token mode the same weights give a user side that depends on the target.
+    token = _layer()
+    token(x)
+    token.set_weights(layer.get_weights())
+    u_tok, _ = token(batch)
+    assert np.abs(u_tok.numpy()[0] - u_tok.numpy()[2]).max() > 1e-4
+
+
+def test_distinct_rows_groups_bitwise_equal_rows():
+    from ppm.layers.behavior_transformer import distinct_rows
+
+    a = tf.constant([[1.0, 2.0], [1.0, 2.0], [1.0, 2.5], [1.0, 2.0]])
+    b = tf.constant([3, 3, 3, 4], tf.int64)
+    first, index = distinct_rows((a, b))
+    np.testing.assert_array_equal(index.numpy(), [0, 0, 1, 2])  # row 3 differs in b
+    np.testing.assert_array_equal(first.numpy(), [0, 2, 3])
+    first, index = distinct_rows((tf.zeros([0, 2]), tf.zeros([0], tf.int64)))
+    assert first.shape[0] == 0 and index.shape[0] == 0
+
+
+def test_history_mode_round_trip_and_bad_mode(tmp_path):
+    assert_round_trip(_layer(target_mode="history"), _inputs(), tmp_path)
+    with pytest.raises(ValueError, match="target_mode"):
+        _layer(target_mode="both")
