@@ -316,6 +316,63 @@ def exports(run_root: str, urm_run: str, wo_ppm_run: str, base: str) -> dict:
     return out
 
 
+def parse_pair(text: str) -> tuple[str, str, str]:
+    """``"LABEL=A_RUN,B_RUN"`` -> (label, a, b)."""
+    label, sep, runs = text.partition("=")
+    a, comma, b = runs.partition(",")
+    if not sep or not comma or not label or not a or not b:
+        raise argparse.ArgumentTypeError(f"--pair {text!r}: expected LABEL=A_RUN,B_RUN")
+    return label, a, b
+
+
+def pairs(args) -> dict:
+    """Each ``--pair``'s (a) and (b) served by their own server processes, one ranking request
+    of ``--candidates`` candidates for every model, sequential latency with every model
+    interleaved, throughput at ``--clients``, and the ratios a/b per pair."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from ppm import export
+    from ppm.serving import client, requests
+
+    workdir = os.path.join(args.run_root, "serving_benchmark")
+    os.makedirs(workdir, exist_ok=True)
+    runs = {f"{label}_{side}": run for label, a, b in args.pair
+            for side, run in (("a", a), ("b", b))}
+    ranking = requests.sample_ranking_request(
+        os.path.join(args.run_root, "examples"),
+        os.path.join(args.run_root, "dataset", "items.parquet"), args.candidates, args.history)
+    servers, stubs, request_of, build, size = {}, {}, {}, {}, {}
+    try:
+        for name, run in runs.items():
+            base = os.path.join(workdir, "saved_models")
+            version = (export.latest_export(run, os.path.join(base, name))
+                       or export.export(run, name, base))
+            servers[name] = ServerProcess(name, os.path.dirname(version), workdir, args.workers)
+            stubs[name] = prediction_service_pb2_grpc.PredictionServiceStub(
+                client.channel(servers[name].target))
+            with client.Client(servers[name].target, name) as c:
+                t = time.perf_counter()
+                feats = client.ranking_features(ranking, c.signature_inputs())
+                request_of[name] = client.predict_request(name, feats)
+                build[name] = round((time.perf_counter() - t) * 1000, 2)
+            size[name] = request_of[name].ByteSize()
+            stubs[name].Predict(request_of[name], timeout=600)  # first call
+        latency = sequential(stubs, request_of, args.requests, warmup=20)
+        load = {m: [throughput(servers[m].target, request_of[m], int(k), args.seconds)
+                    for k in args.clients.split(",")] for m in runs}
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    ratios = {label: {q: round(latency[f"{label}_a"][f"{q}_ms"]
+                               / latency[f"{label}_b"][f"{q}_ms"], 3) for q in ("p50", "p99")}
+              for label, _, _ in args.pair}
+    return {"runs": runs, "candidates": args.candidates, "history": ranking["user"]["hist_len"],
+            "request_bytes": size, "client_build_ms": build, "latency": latency,
+            "ratio_a_over_b": ratios, "throughput": load,
+            "tensorflow": tf.__version__}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run_root", default="runs/demo")
@@ -343,8 +400,17 @@ def main(argv=None) -> int:
                         help="Only the rows sweep, on this exported model's base path.")
     parser.add_argument("--out", default=None, help="Result JSON (default: "
                         "benchmarks/results/serving_latency.json or serving_rows_sweep.json).")
+    parser.add_argument("--pair", type=parse_pair, action="append", default=[],
+                        help="Only compare pairs of trained runs, LABEL=A_RUN,B_RUN "
+                        "(repeatable; e.g. 'history=URM_RUN,URM_WO_PPM_RUN'), on a request "
+                        "from --run_root's examples and catalogue.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.pair:
+        result = {"machine": common.machine(), "pairs": pairs(args)}
+        common.write_result(args.out or common.result_path("serving_pairs"), result)
+        common.print_result(result)
+        return 0
     import grpc
     import tensorflow as tf
 

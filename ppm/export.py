@@ -17,6 +17,14 @@ user profile), histories as ``[batch, any length]`` (padded or cut to the model'
 embedding cache table and the id-to-row hash tables are inside the SavedModel: a request carries
 only ids, and unknown ids use the reserved rows.
 
+The ``rank_listwise`` signature takes one row per request: the request's inputs once (user
+profile, history ``[B, L]``, query) and the candidates' inputs (target ids and ``position``)
+as ``[B, N]`` with ``candidate_mask`` ``[B, N]`` (1 for a candidate, 0 for padding: TF
+Serving's batching pads N across requests), and returns ``p_<task>`` ``[B, N]`` (0 at padding),
+the same scores as ``serving_default`` for the same candidates. A request sends its user once
+instead of N times; with a history-only Behavior-Transformer (``target_mode: history``) the
+model computes the user side once per request as well.
+
 ``--embeddings`` exports the same checkpoint with a newer version of its embedding cache
 (``beam_jobs.embed_items --parent``, same encoders): items added to the catalogue since training
 are served with their real vectors, without retraining (Taobao multimodal paper,
@@ -39,11 +47,15 @@ import numpy as np
 import tensorflow as tf
 
 from ppm import checkpoints, features
+from ppm.serving import client
 
 logger = logging.getLogger(__name__)
 WARMUP_FILE = "tf_serving_warmup_requests"
 INFO_FILE = "ppm_export.json"  # in assets.extra/: which run and checkpoint a version is
 SIGNATURE = "serving_default"
+# One row per request: the user once, N candidates with candidate_mask [B, N] (1 for a real
+# candidate, 0 for padding); module docstring. The names are the client's.
+LISTWISE_SIGNATURE, CANDIDATE_MASK = client.LISTWISE_SIGNATURE, client.CANDIDATE_MASK
 _VERSION = re.compile(r"^\d+$")
 
 
@@ -54,6 +66,24 @@ def input_signature(schema: features.FeatureSchema) -> dict:
         f = schema[name]
         specs[name] = tf.TensorSpec([None, None] if f.sequence else [None], f.tf_dtype(),
                                     name=name)
+    return specs
+
+
+def candidate_inputs(schema: features.FeatureSchema) -> tuple[str, ...]:
+    """The inputs that differ per candidate of a request (the target item's ids and its
+    position); every other input belongs to the request (user, history, profile, query)."""
+    return tuple(f.name for f in schema.by_role(features.TARGET)) + ("position",)
+
+
+def listwise_signature(schema: features.FeatureSchema) -> dict:
+    """``{name: tf.TensorSpec}`` of the listwise signature: one row per request, the
+    candidates' inputs ``[B, N]`` with :data:`CANDIDATE_MASK`, the request's ``[B]`` (history
+    ``[B, L]``)."""
+    specs, per_candidate = {}, candidate_inputs(schema)
+    for name, spec in input_signature(schema).items():
+        shape = [None, None] if name in per_candidate else spec.shape
+        specs[name] = tf.TensorSpec(shape, spec.dtype, name=name)
+    specs[CANDIDATE_MASK] = tf.TensorSpec([None, None], tf.int64, name=CANDIDATE_MASK)
     return specs
 
 
@@ -68,13 +98,47 @@ def serving_schema(model, schema: features.FeatureSchema) -> features.FeatureSch
 
 
 class ServingModule(tf.Module):
-    """Wraps a ranking model with the ``serving_default`` signature."""
+    """Wraps a ranking model with the ``serving_default`` (pointwise) and ``rank_listwise``
+    signatures."""
 
     def __init__(self, model, schema: features.FeatureSchema):
         super().__init__()
         self.model = model
         self._schema = schema
         self.serve = tf.function(self._serve, input_signature=[input_signature(schema)])
+        self.rank_listwise = tf.function(self._rank,
+                                         input_signature=[listwise_signature(schema)])
+
+    def _rank(self, inputs):
+        """The listwise signature: the real candidates of every request become rows of the
+        pointwise computation (the request's inputs gathered for each), and the outputs go
+        back to ``[B, N]``, 0 at padded candidates. Exactly the pointwise scores."""
+        inputs = dict(inputs)
+        mask = inputs.pop(CANDIDATE_MASK)
+        per_candidate = [n for n in candidate_inputs(self._schema) if n in inputs]
+        shape = tf.shape(mask)
+        checks = [tf.debugging.assert_greater(
+            shape[1], 0, message="a listwise request needs at least one candidate (N >= 1)")]
+        for n in per_candidate:
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(inputs[n]), shape,
+                message=f"candidate input {n} and candidate_mask have different shapes"))
+        for n in sorted(set(inputs) - set(per_candidate)):
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(inputs[n])[0], shape[0],
+                message=f"request input {n} has another batch size than candidate_mask"))
+        checks.append(tf.debugging.assert_equal(
+            tf.reduce_all((mask == 0) | (mask == 1)), True,
+            message="candidate_mask must hold 0 (padding) or 1 (a candidate)"))
+        with tf.control_dependencies(checks):
+            rows = tf.where(tf.reshape(mask, [-1]) > 0)[:, 0]  # real candidates in B * N
+        request = rows // tf.cast(shape[1], rows.dtype)
+        flat = {n: tf.gather(tf.reshape(inputs[n], [-1]), rows) for n in per_candidate}
+        flat.update({n: tf.gather(v, request) for n, v in inputs.items()
+                     if n not in per_candidate})
+        size = tf.cast(shape[0] * shape[1], rows.dtype)
+        return {k: tf.reshape(tf.scatter_nd(rows[:, None], v, [size]), shape)
+                for k, v in self._serve(flat).items()}
 
     def _serve(self, inputs):
         with tf.control_dependencies(self._check_shapes(inputs)):  # checked before use
@@ -168,6 +232,25 @@ def warmup_requests(name: str, features_batch: dict, schema, count: int = 4) -> 
     return logs
 
 
+def listwise_warmup_request(name: str, features_batch: dict, schema):
+    """A ``rank_listwise`` warm-up record: the batch's items as the candidates of its first
+    example's request."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = LISTWISE_SIGNATURE
+    per_candidate = candidate_inputs(schema)
+    for key in features.model_input_names(schema):
+        value = np.asarray(features_batch[key])
+        value = value[None, :] if key in per_candidate else value[:1]
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    n = len(features_batch["item_id"])
+    request.inputs[CANDIDATE_MASK].CopyFrom(tf.make_tensor_proto(np.ones([1, n], np.int64)))
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
 def export(run_dir: str, name: str, base_dir: str = "saved_models",
            version: int | None = None, warmup_split: str = "test",
            embeddings: str | None = None) -> str:
@@ -193,15 +276,17 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
     schema = serving_schema(model, inputs.schema)
     module = ServingModule(model, schema)
     try:
-        tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.serve})
+        tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.serve,
+                                                     LISTWISE_SIGNATURE: module.rank_listwise})
         files = pipeline.list_files(os.path.join(config.data.examples, warmup_split))
         batch, _ = next(iter(pipeline.make_dataset(files, inputs.schema, 4, training=False)))
         extra = os.path.join(tmp, "assets.extra")
         tf.io.gfile.makedirs(extra)
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as w:
-            for log in warmup_requests(name, {k: v.numpy() for k, v in batch.items()},
-                                       schema, count=len(batch["item_id"])):
+            values = {k: v.numpy() for k, v in batch.items()}
+            for log in warmup_requests(name, values, schema, count=len(batch["item_id"])):
                 w.write(log.SerializeToString())
+            w.write(listwise_warmup_request(name, values, schema).SerializeToString())
         info = {"run": os.path.abspath(run_dir), "checkpoint": checkpoints.latest(run_dir),
                 "checkpoint_digest": checkpoint_digest(run_dir),
                 "model": config.model.type, "name": name, "version": version,

@@ -64,14 +64,24 @@ def test_export_round_trip_versions_and_warmup(urm_run, tiny_examples, tmp_path)
     records = list(tf.data.TFRecordDataset(
         os.path.join(first, "assets.extra", export.WARMUP_FILE)).as_numpy_iterator())
     assert records
+    listwise = tf.saved_model.load(first).signatures[export.LISTWISE_SIGNATURE]
+    kinds = []
     for raw in records:
         log = prediction_log_pb2.PredictionLog.FromString(raw)
         request = log.predict_log.request
         assert request.model_spec.name == "urm"
-        args = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        args = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        kinds.append(request.model_spec.signature_name)
+        if request.model_spec.signature_name == export.LISTWISE_SIGNATURE:
+            assert set(args) == set(serving_names(schema)) | {export.CANDIDATE_MASK}
+            out = listwise(**args)
+            assert out["p_click"].shape == args[export.CANDIDATE_MASK].shape
+            continue
         assert set(args) == set(serving_names(schema))
-        out = serve(**{k: tf.constant(v) for k, v in args.items()})
+        out = serve(**args)
         assert out["p_click"].shape == (1,)
+    # the warm-up covers both signatures
+    assert set(kinds) == {export.SIGNATURE, export.LISTWISE_SIGNATURE}
 
 
 def test_cli_and_bad_arguments(urm_run, tmp_path, capsys):

@@ -18,7 +18,10 @@ with one row per candidate. A **ranking request** is one user and N candidate it
      "candidates": [{"item_id": "...", "shop_id": "...", "brand_id": "...",
                      "category_id": "...", "position": 0}, ...]}
 
-It becomes a batch of N rows: candidate fields per row, user fields repeated. ``hist_len`` is
+It becomes a batch of N rows: candidate fields per row, user fields repeated (a search
+model's ``query`` is a user field: one per request). :meth:`Client.rank` sends it to the
+model's listwise signature (``rank_listwise``: the user fields once, the candidates ``[1, N]``)
+when the model has one, else as the N rows. ``hist_len`` is
 the history's length unless given. ``position`` is the display slot the candidate is scored
 for; a ranker does not know it yet, so it defaults to 0 (every candidate scored as if shown
 first: the position effect is the same for all and the order comes from the rest). Every
@@ -45,6 +48,7 @@ from ppm.features import OPTIONAL_INPUTS
 from ppm.serving import tensors
 
 DEFAULT_SIGNATURE = "serving_default"
+LISTWISE_SIGNATURE, CANDIDATE_MASK = "rank_listwise", "candidate_mask"  # ppm.export's
 DEFAULT_POSITION = 0
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -137,6 +141,23 @@ def ranking_features(request: Mapping, signature_inputs: Mapping[str, tuple]) ->
     return out
 
 
+def listwise_inputs(pointwise: Mapping[str, np.ndarray], ranks: Mapping[str, int]) -> dict:
+    """The ``rank_listwise`` inputs of one request from its pointwise features (one row per
+    candidate, :func:`ranking_features`): candidate inputs (rank 2 in the listwise signature,
+    rank 1 per candidate) become ``[1, N]``, the request's inputs their first row, and
+    ``candidate_mask`` all ones. ``ranks``: ``{input: rank}`` of the listwise signature."""
+    n = len(next(iter(pointwise.values())))
+    out = {}
+    for name, rank in ranks.items():
+        if name == CANDIDATE_MASK:
+            out[name] = np.ones([1, n], np.int64)
+        elif rank == 2 and np.asarray(pointwise[name]).ndim == 1:
+            out[name] = np.asarray(pointwise[name])[None, :]
+        else:
+            out[name] = np.asarray(pointwise[name])[:1]
+    return out
+
+
 class Client:
     """Calls one model of a TF Serving (or :mod:`ppm.serving.server`) endpoint.
 
@@ -158,7 +179,7 @@ class Client:
         self.channel = channel(target)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
-        self._inputs = None
+        self._inputs = self._metadata = None
         self.last_version = None  # version that answered the last predict()
 
     def close(self) -> None:
@@ -208,11 +229,29 @@ class Client:
         self.last_version = response.model_spec.version.value
         return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
-    def rank(self, request: Mapping, score: str = "p_click") -> dict:
+    def rank(self, request: Mapping, score: str = "p_click",
+             listwise: bool | None = None) -> dict:
         """Scores a ranking request; returns its outputs plus ``order`` (best first by
-        ``score``) and ``item_id`` of the candidates."""
+        ``score``) and ``item_id`` of the candidates.
+
+        The request goes to the model's listwise signature (``rank_listwise``: the user sent
+        once) when the model has one, else to the pointwise one (one row per candidate);
+        ``listwise`` forces the choice. Both give the same scores."""
         feats = ranking_features(request, self.signature_inputs())
-        out = self.predict(feats)
+        sigs = self.metadata_cached().signature_def
+        if listwise is None:
+            listwise = LISTWISE_SIGNATURE in sigs
+        if listwise:
+            spec = sigs[LISTWISE_SIGNATURE].inputs
+            inputs = listwise_inputs(feats, {k: len(v.tensor_shape.dim)
+                                             for k, v in spec.items()})
+            response = self.prediction.Predict(predict_request(
+                self.model, inputs, LISTWISE_SIGNATURE, self.version, self.version_label),
+                timeout=self.timeout)
+            self.last_version = response.model_spec.version.value
+            out = {k: tf.make_ndarray(v)[0] for k, v in response.outputs.items()}
+        else:
+            out = self.predict(feats)
         if score not in out:
             raise ValueError(f"score {score!r} is not an output ({sorted(out)})")
         out["order"] = np.argsort(-out[score], kind="stable")
@@ -232,10 +271,16 @@ class Client:
         response.metadata["signature_def"].Unpack(sig_map)
         return sig_map
 
+    def metadata_cached(self):
+        """:meth:`metadata`, asked once."""
+        if self._metadata is None:
+            self._metadata = self.metadata()
+        return self._metadata
+
     def signature_inputs(self) -> dict:
         """``{input: (tf.DType, shape)}`` of the signature (asked once, then cached)."""
         if self._inputs is None:
-            sig_map = self.metadata()
+            sig_map = self.metadata_cached()
             if self.signature not in sig_map.signature_def:
                 raise ValueError(f"model {self.model} has no signature {self.signature!r} "
                                  f"(it has {sorted(sig_map.signature_def)})")
