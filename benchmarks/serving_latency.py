@@ -330,10 +330,9 @@ def pairs(args) -> dict:
     of ``--candidates`` candidates for every model, sequential latency with every model
     interleaved, throughput at ``--clients``, and the ratios a/b per pair."""
     import tensorflow as tf
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from ppm import export
-    from ppm.serving import client, requests
+    from ppm.serving import requests
 
     workdir = os.path.join(args.run_root, "serving_benchmark")
     os.makedirs(workdir, exist_ok=True)
@@ -348,29 +347,58 @@ def pairs(args) -> dict:
             base = os.path.join(workdir, "saved_models")
             version = (export.latest_export(run, os.path.join(base, name))
                        or export.export(run, name, base))
-            servers[name] = ServerProcess(name, os.path.dirname(version), workdir, args.workers)
-            stubs[name] = prediction_service_pb2_grpc.PredictionServiceStub(
-                client.channel(servers[name].target))
-            with client.Client(servers[name].target, name) as c:
-                t = time.perf_counter()
-                feats = client.ranking_features(ranking, c.signature_inputs())
-                request_of[name] = client.predict_request(name, feats)
-                build[name] = round((time.perf_counter() - t) * 1000, 2)
-            size[name] = request_of[name].ByteSize()
-            stubs[name].Predict(request_of[name], timeout=600)  # first call
+            servers[name], stub, forms = start_server(name, version, workdir, args.workers,
+                                                      ranking, listwise=True)
+            for form, (request, seconds) in forms.items():
+                key = f"{name}/{form}"
+                stubs[key], request_of[key] = stub, request
+                build[key] = round(seconds * 1000, 2)
+                size[key] = request.ByteSize()
         latency = sequential(stubs, request_of, args.requests, warmup=20)
-        load = {m: [throughput(servers[m].target, request_of[m], int(k), args.seconds)
-                    for k in args.clients.split(",")] for m in runs}
+        load = {m: [throughput(servers[m.split("/")[0]].target, request_of[m], int(k),
+                               args.seconds) for k in args.clients.split(",")]
+                for m in request_of}
     finally:
         for srv in servers.values():
             srv.stop()
-    ratios = {label: {q: round(latency[f"{label}_a"][f"{q}_ms"]
-                               / latency[f"{label}_b"][f"{q}_ms"], 3) for q in ("p50", "p99")}
-              for label, _, _ in args.pair}
+    ratios = {f"{label}/{form}": {q: round(latency[f"{label}_a/{form}"][f"{q}_ms"]
+                                           / latency[f"{label}_b/{form}"][f"{q}_ms"], 3)
+                                  for q in ("p50", "p99")}
+              for label, _, _ in args.pair for form in ("pointwise", "listwise")}
     return {"runs": runs, "candidates": args.candidates, "history": ranking["user"]["hist_len"],
             "request_bytes": size, "client_build_ms": build, "latency": latency,
             "ratio_a_over_b": ratios, "throughput": load,
             "tensorflow": tf.__version__}
+
+
+def start_server(name: str, version_dir: str, workdir: str, workers: int, ranking: dict,
+                 listwise: bool = False):
+    """A server process for one exported version, its stub, and ``{form: (PredictRequest,
+    client build seconds)}`` of ``ranking`` (``pointwise``, and ``listwise`` if asked), each
+    sent once untimed."""
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from ppm.serving import client
+
+    srv = ServerProcess(name, os.path.dirname(version_dir), workdir, workers)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(client.channel(srv.target))
+    forms = {}
+    with client.Client(srv.target, name) as c:
+        t = time.perf_counter()
+        feats = client.ranking_features(ranking, c.signature_inputs())
+        forms["pointwise"] = (client.predict_request(name, feats), time.perf_counter() - t)
+        if listwise:
+            t = time.perf_counter()
+            feats = client.ranking_features(ranking, c.signature_inputs())
+            spec = c.metadata_cached().signature_def[client.LISTWISE_SIGNATURE].inputs
+            inputs = client.listwise_inputs(feats, {k: len(v.tensor_shape.dim)
+                                                    for k, v in spec.items()})
+            forms["listwise"] = (client.predict_request(name, inputs,
+                                                        client.LISTWISE_SIGNATURE),
+                                 time.perf_counter() - t)
+    for request, _ in forms.values():
+        stub.Predict(request, timeout=600)  # first call
+    return srv, stub, forms
 
 
 def main(argv=None) -> int:
@@ -428,9 +456,8 @@ def main(argv=None) -> int:
         common.write_result(args.out or common.result_path("serving_rows_sweep"), result)
         common.print_result(result)
         return 0
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from ppm.serving import client, requests
+    from ppm.serving import requests
 
     workdir = os.path.join(args.run_root, "serving_benchmark")
     os.makedirs(workdir, exist_ok=True)
@@ -448,16 +475,9 @@ def main(argv=None) -> int:
     servers, stubs, request_of, build = {}, {}, {}, {}
     try:
         for name in MODELS:
-            servers[name] = ServerProcess(name, os.path.dirname(folders[name]), workdir,
-                                          args.workers)
-            stubs[name] = prediction_service_pb2_grpc.PredictionServiceStub(
-                client.channel(servers[name].target))
-            with client.Client(servers[name].target, name) as c:
-                t = time.perf_counter()
-                feats = client.ranking_features(ranking, c.signature_inputs())
-                request_of[name] = client.predict_request(name, feats)
-                build[name] = time.perf_counter() - t
-                stubs[name].Predict(request_of[name], timeout=600)  # first call
+            servers[name], stubs[name], forms = start_server(name, folders[name], workdir,
+                                                             args.workers, ranking)
+            request_of[name], build[name] = forms["pointwise"]
             memory[name] = {"model_mb": round(dir_mb(folders[name]), 1),
                             "server_rss_mb": round(servers[name].rss(), 1)}
         outputs = {m: tf.make_ndarray(stubs[m].Predict(request_of[m], timeout=600)
