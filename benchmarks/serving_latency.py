@@ -334,7 +334,7 @@ def pairs(args) -> dict:
     from ppm import export
     from ppm.serving import requests
 
-    workdir = os.path.join(args.run_root, "serving_benchmark")
+    workdir = os.path.abspath(os.path.join(args.run_root, "serving_benchmark"))
     os.makedirs(workdir, exist_ok=True)
     runs = {f"{label}_{side}": run for label, a, b in args.pair
             for side, run in (("a", a), ("b", b))}
@@ -459,7 +459,7 @@ def main(argv=None) -> int:
 
     from ppm.serving import requests
 
-    workdir = os.path.join(args.run_root, "serving_benchmark")
+    workdir = os.path.abspath(os.path.join(args.run_root, "serving_benchmark"))
     os.makedirs(workdir, exist_ok=True)
     urm_run = os.path.join(args.run_root, "train", f"{args.preset}_urm")
     folders = exports(args.run_root, urm_run, ensure_wo_ppm(args.run_root, args.preset),
