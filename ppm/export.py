@@ -1,7 +1,7 @@
 """Export a trained ranking model as a versioned SavedModel for TF Serving (`ppm.export`).
 
     python -m ppm.export --run runs/demo/train/demo_urm --name urm [--version N] \\
-        [--base_dir saved_models] [--embeddings NEW_CACHE_VERSION]
+        [--base_dir saved_models] [--embeddings NEW_CACHE_VERSION] [--no_fold_items]
 
 Layout (what TF Serving polls): ``<base_dir>/<name>/<version>/`` with ``saved_model.pb``,
 ``variables/``, ``assets.extra/tf_serving_warmup_requests`` and ``assets.extra/ppm_export.json``
@@ -25,6 +25,12 @@ the same scores as ``serving_default`` for the same candidates. A request sends 
 instead of N times; with a history-only Behavior-Transformer (``target_mode: history``) the
 model computes the user side once per request as well.
 
+The PPM module's item side is precomputed into the SavedModel (the paper's "intermediate
+results cached"): each row of the cached ``[E_title | E_image]`` table gets its learnt
+presence-flag embedding added at export, so a served item token is one lookup
+(:func:`ppm.models.modules.fold_item_tokens`; exact, bitwise in float32; only where the
+module is the cache's one reader). ``--no_fold_items`` serves the live computation.
+
 ``--embeddings`` exports the same checkpoint with a newer version of its embedding cache
 (``beam_jobs.embed_items --parent``, same encoders): items added to the catalogue since training
 are served with their real vectors, without retraining (Taobao multimodal paper,
@@ -47,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from ppm import checkpoints, features
+from ppm.models import modules
 from ppm.serving import client
 
 logger = logging.getLogger(__name__)
@@ -253,11 +260,13 @@ def listwise_warmup_request(name: str, features_batch: dict, schema):
 
 def export(run_dir: str, name: str, base_dir: str = "saved_models",
            version: int | None = None, warmup_split: str = "test",
-           embeddings: str | None = None) -> str:
+           embeddings: str | None = None, fold_items: bool = True) -> str:
     """Exports the run's latest checkpoint; returns the version folder.
 
     Args:
       embeddings: a newer version of the run's embedding cache to serve (module docstring).
+      fold_items: fold the PPM module's item side into the cached table
+        (:func:`ppm.models.modules.fold_item_tokens`; exact); False serves the live computation.
 
     Raises:
       FileExistsError: the version folder exists.
@@ -267,6 +276,9 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
     from ppm.data import pipeline
 
     model, inputs, config = evaluate.load_model(run_dir, embeddings=embeddings)
+    folded = modules.fold_item_tokens(model) if fold_items else []
+    if folded:
+        logger.info("Item tokens precomputed into the embedding cache's table: %s", folded)
     model_dir = os.path.join(base_dir, name)
     version = version or next_version(model_dir)
     final = os.path.join(model_dir, str(version))
@@ -292,6 +304,7 @@ def export(run_dir: str, name: str, base_dir: str = "saved_models",
                 "model": config.model.type, "name": name, "version": version,
                 "cache_coverage": inputs.coverage,
                 "embeddings": config.data.embeddings or None,
+                "folded_item_tokens": folded,
                 "cache_version": (inputs.cache.manifest.get("version", 1)
                                   if inputs.cache is not None else None)}
         with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as f:
@@ -319,12 +332,16 @@ def main(argv=None) -> int:
                         help="A newer version of the run's embedding cache (beam_jobs."
                         "embed_items --parent, same encoders): export the same checkpoint "
                         "with its vectors, so new items are served with theirs.")
+    parser.add_argument("--no_fold_items", action="store_true",
+                        help="Serve the PPM module's item tokens as computed in training "
+                        "(cached vector + flag embedding, per request) instead of folding the "
+                        "flag embedding into the cached table at export (exact; the default).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.version is not None and args.version < 1:
         parser.error("--version must be a positive integer")
     print(export(args.run, args.name, args.base_dir, args.version,
-                 embeddings=args.embeddings))
+                 embeddings=args.embeddings, fold_items=not args.no_fold_items))
     return 0
 
 

@@ -37,6 +37,11 @@ def rows_computed_by(fn: Callable):
         _ROW_SOURCE.pop()
 
 
+def rows_are_computed() -> bool:
+    """Whether :func:`rows_computed_by` is active (the table is not what the layer reads)."""
+    return bool(_ROW_SOURCE)
+
+
 @keras.utils.register_keras_serializable(package="ppm")
 class CachedItemEmbedding(keras.layers.Layer):
     """Looks up cached title and image embeddings and their presence flags.

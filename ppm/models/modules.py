@@ -22,6 +22,7 @@ import tf_keras as keras
 
 from ppm.features import ID_FIELDS
 from ppm.layers import IdEmbedding
+from ppm.layers.embedding_cache import CachedItemEmbedding, rows_are_computed
 
 HIST = "hist_"
 NUM_FLAG_STATES = 4  # has_title + 2 * has_image
@@ -110,6 +111,7 @@ class ModalItemEmbedding(keras.layers.Layer):
             NUM_FLAG_STATES, cache.width,
             embeddings_initializer=keras.initializers.RandomNormal(stddev=init_stddev),
             name="flag_embedding")
+        self.folded = False  # set by fold_into_cache(): the table holds the whole item token
 
     @property
     def width(self) -> int:
@@ -117,10 +119,34 @@ class ModalItemEmbedding(keras.layers.Layer):
 
     def call(self, features, prefix: str = ""):
         looked_up = self.cache(features[prefix + "item_id"])
-        flags = tf.cast(looked_up["flags"], tf.int32)
         # The table is float32; under mixed precision the tokens are float16.
-        return (tf.cast(looked_up["embedding"], self.compute_dtype)
-                + self.flag_embedding(flags[..., 0] + 2 * flags[..., 1]))
+        embedding = tf.cast(looked_up["embedding"], self.compute_dtype)
+        if self.folded and not rows_are_computed():
+            return embedding
+        flags = tf.cast(looked_up["flags"], tf.int32)
+        return embedding + self.flag_embedding(flags[..., 0] + 2 * flags[..., 1])
+
+    def fold_into_cache(self) -> None:
+        """Adds each row's flag embedding to the cache's table, in place, so that a lookup
+        gives the whole item token (the paper's "intermediate results cached"): one gather
+        per item instead of two gathers, an embedding lookup and an add.
+
+        Exact: row ``r`` of the table becomes ``table[r] + flag_embedding[state(r)]``, the same
+        float32 sum the live path computes after its gathers (bitwise equal; under mixed
+        precision the live path adds in float16, so the two differ by its rounding).
+
+        Only for serving a trained model (:func:`ppm.export.export`): the cache must have no
+        other reader and the flag embedding must not train any more. Idempotent.
+        """
+        if self.folded:
+            return
+        if not self.cache.built or not self.flag_embedding.built:
+            raise ValueError(f"{self.name}: call the model once before folding its item tokens")
+        flags = tf.cast(self.cache.flag_table, tf.int32)
+        states = flags[:, 0] + 2 * flags[:, 1]
+        self.cache.table.assign(self.cache.table + tf.gather(
+            tf.cast(self.flag_embedding.embeddings, tf.float32), states))
+        self.folded = True
 
     def get_config(self):
         return {**super().get_config(), "cache": keras.layers.serialize(self.cache),
@@ -177,3 +203,23 @@ class SequenceModule(keras.layers.Layer):
                 "embedders": [keras.layers.serialize(e) for e in self.embedders],
                 "transformer": keras.layers.serialize(self.transformer),
                 "max_history": self.max_history}
+
+
+def fold_item_tokens(model) -> list[str]:
+    """Folds every :class:`ModalItemEmbedding` of a trained ``model`` into its cache's table
+    (:meth:`ModalItemEmbedding.fold_into_cache`) where that is exact: the cache is read by
+    that embedder alone. Returns the names of the embedders folded; a cache with several
+    readers (e.g. a plug-in and a multimodal side sharing it) stays as it is."""
+    layers = list(model._flatten_layers(include_self=True, recursive=True))  # noqa: SLF001
+    readers: dict[int, list] = {}
+    for layer in layers:
+        for child in layer._flatten_layers(include_self=False, recursive=False):  # noqa: SLF001
+            if isinstance(child, CachedItemEmbedding):
+                readers.setdefault(id(child), []).append(layer)
+    folded = []
+    for layer in layers:
+        if isinstance(layer, ModalItemEmbedding) and not layer.folded:
+            if [r is layer for r in readers.get(id(layer.cache), [])] == [True]:
+                layer.fold_into_cache()
+                folded.append(layer.name)
+    return folded
