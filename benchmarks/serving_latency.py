@@ -287,6 +287,47 @@ def in_process(run_root: str, presets: list[str], ranking: dict, n: int) -> dict
     return out
 
 
+def breakdown(run: str, ranking: dict, n: int) -> dict:
+    """Where a trained model's time goes on ``ranking``, in process (no gRPC; the model as
+    exported, item tokens folded): the median ms of both signatures and, for URM, of its parts
+    on the request's rows (pointwise features, as the listwise signature builds them): IDSM, the
+    plug-in, the multi-task head on the precomputed representation. Every function is timed
+    ``n`` times, all interleaved."""
+    import tensorflow as tf
+
+    from ppm import evaluate, export
+    from ppm.models import modules
+    from ppm.serving import client
+
+    model, inputs, _ = evaluate.load_model(run)
+    modules.fold_item_tokens(model)
+    schema = export.serving_schema(model, inputs.schema)
+    module = export.ServingModule(model, schema)
+    spec = {k: (v.dtype, [-1] * len(v.shape))
+            for k, v in export.input_signature(schema).items()}
+    feats = client.ranking_features(ranking, spec)
+    ranks = {k: len(v.shape) for k, v in export.listwise_signature(schema).items()}
+    listwise = {k: tf.constant(v) for k, v in client.listwise_inputs(feats, ranks).items()}
+    pointwise = {k: tf.constant(v) for k, v in feats.items()}
+    rows = module.model_features(pointwise)
+    calls = {"listwise": (module.rank_listwise, listwise), "pointwise": (module.serve, pointwise)}
+    if all(hasattr(model, a) for a in ("idsm", "mmoe", "representation")):
+        calls["idsm"] = (tf.function(lambda f: model.idsm(model.id_side(f), training=False)),
+                         rows)
+        if model.ppm is not None:
+            calls["plugin"] = (tf.function(lambda f: model.ppm(f, training=False)), rows)
+        calls["head"] = (tf.function(lambda x: model.mmoe(x, training=False)),
+                         model.representation(rows, training=False))
+    times = {name: [] for name in calls}
+    for i in range(n + 5):
+        for name, (fn, x) in calls.items():
+            t = time.perf_counter()
+            fn(x)
+            if i >= 5:  # the first calls trace
+                times[name].append(time.perf_counter() - t)
+    return {f"{name}_ms": round(float(np.median(t)) * 1000, 2) for name, t in times.items()}
+
+
 def ensure_wo_ppm(run_root: str, preset: str) -> str:
     run = os.path.join(run_root, "train", f"{preset}_urm_wo_ppm")
     if not os.path.exists(os.path.join(run, "checkpoints")):
@@ -341,6 +382,8 @@ def pairs(args) -> dict:
     ranking = requests.sample_ranking_request(
         os.path.join(args.run_root, "examples"),
         os.path.join(args.run_root, "dataset", "items.parquet"), args.candidates, args.history)
+    in_process = ({name: breakdown(run, ranking, args.breakdown_requests)
+                   for name, run in runs.items()} if args.breakdown_requests else {})
     servers, stubs, request_of, build, size = {}, {}, {}, {}, {}
     try:
         for name, run in runs.items():
@@ -367,7 +410,7 @@ def pairs(args) -> dict:
               for label, _, _ in args.pair for form in ("pointwise", "listwise")}
     return {"runs": runs, "candidates": args.candidates, "history": ranking["user"]["hist_len"],
             "request_bytes": size, "client_build_ms": build, "latency": latency,
-            "ratio_a_over_b": ratios, "throughput": load,
+            "ratio_a_over_b": ratios, "throughput": load, "in_process": in_process,
             "tensorflow": tf.__version__}
 
 
@@ -432,6 +475,9 @@ def main(argv=None) -> int:
                         help="Only compare pairs of trained runs, LABEL=A_RUN,B_RUN "
                         "(repeatable; e.g. 'history=URM_RUN,URM_WO_PPM_RUN'), on a request "
                         "from --run_root's examples and catalogue.")
+    parser.add_argument("--breakdown_requests", type=int, default=200,
+                        help="With --pair: timed in-process calls of each model's signatures "
+                        "and parts (IDSM, plug-in, head) before serving (0 to skip).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.pair:

@@ -148,6 +148,12 @@ class ServingModule(tf.Module):
                 for k, v in self._serve(flat).items()}
 
     def _serve(self, inputs):
+        feats = self.model_features(inputs)
+        return {f"p_{t}": v for t, v in self.model.probabilities(feats, training=False).items()}
+
+    def model_features(self, inputs):
+        """The model's features of pointwise request inputs: checked, histories padded or cut
+        to ``max_history``."""
         with tf.control_dependencies(self._check_shapes(inputs)):  # checked before use
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
         feats = {}
@@ -159,7 +165,7 @@ class ServingModule(tf.Module):
                 value = tf.pad(value, [[0, 0], [0, pad]], constant_values=f.default)
                 value = value[:, :width]
             feats[name] = value
-        return {f"p_{t}": v for t, v in self.model.probabilities(feats, training=False).items()}
+        return feats
 
     def _check_shapes(self, inputs):
         """INVALID_ARGUMENT (in TF Serving too) for inconsistent batch sizes or history widths,
