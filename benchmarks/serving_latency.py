@@ -292,7 +292,8 @@ def breakdown(run: str, ranking: dict, n: int) -> dict:
     exported, item tokens folded): the median ms of both signatures and, for URM, of its parts
     on the request's rows (pointwise features, as the listwise signature builds them): IDSM, the
     plug-in, the multi-task head on the precomputed representation. Every function is timed
-    ``n`` times, all interleaved."""
+    ``n`` times, all interleaved. ``listwise_unfolded``: the listwise signature without the
+    item tokens folded into the cache (``ppm.export --no_fold_items``), where there is a fold."""
     import tensorflow as tf
 
     from ppm import evaluate, export
@@ -300,7 +301,7 @@ def breakdown(run: str, ranking: dict, n: int) -> dict:
     from ppm.serving import client
 
     model, inputs, _ = evaluate.load_model(run)
-    modules.fold_item_tokens(model)
+    folded = modules.fold_item_tokens(model)
     schema = export.serving_schema(model, inputs.schema)
     module = export.ServingModule(model, schema)
     spec = {k: (v.dtype, [-1] * len(v.shape))
@@ -311,6 +312,9 @@ def breakdown(run: str, ranking: dict, n: int) -> dict:
     pointwise = {k: tf.constant(v) for k, v in feats.items()}
     rows = module.model_features(pointwise)
     calls = {"listwise": (module.rank_listwise, listwise), "pointwise": (module.serve, pointwise)}
+    if folded:  # the same model with its item tokens computed live
+        live = export.ServingModule(evaluate.load_model(run)[0], schema)
+        calls["listwise_unfolded"] = (live.rank_listwise, listwise)
     if all(hasattr(model, a) for a in ("idsm", "mmoe", "representation")):
         calls["idsm"] = (tf.function(lambda f: model.idsm(model.id_side(f), training=False)),
                          rows)

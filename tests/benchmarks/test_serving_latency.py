@@ -13,5 +13,6 @@ def test_breakdown_times_both_signatures_and_urms_parts(tiny_urm_run, tiny_world
         tiny_examples[0], os.path.join(tiny_world, "items.parquet"), num_candidates=30,
         history=50)
     got = serving_latency.breakdown(tiny_urm_run, ranking, n=3)
-    assert sorted(got) == ["head_ms", "idsm_ms", "listwise_ms", "plugin_ms", "pointwise_ms"]
+    assert sorted(got) == ["head_ms", "idsm_ms", "listwise_ms", "listwise_unfolded_ms",
+                           "plugin_ms", "pointwise_ms"]
     assert all(v > 0 for v in got.values())
