@@ -171,6 +171,19 @@ def _write_state_file(folder: str, latest_prefix: str, prefixes: list) -> None:
     tf.io.gfile.rename(tmp, os.path.join(folder, STATE_FILE), overwrite=True)
 
 
+def newest_readable(folder: str) -> tuple[str | None, list]:
+    """What :func:`prepare_resume` would resume from, without touching the folder (for a
+    worker that resumes from the chief's checkpoints while the chief prepares them).
+
+    Raises:
+      DamagedCheckpointError: as :func:`prepare_resume`.
+    """
+    found = scan(folder)
+    if found.holds_checkpoints and not found.newest:
+        raise DamagedCheckpointError(_none_readable(folder, found))
+    return found.newest, list(found.damaged)
+
+
 def prepare_resume(folder: str) -> tuple[str | None, list]:
     """Makes a run's checkpoint folder safe to resume from; returns (checkpoint, damaged).
 

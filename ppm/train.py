@@ -65,9 +65,11 @@ def _check_same_run(config, run_dir: str) -> None:
 class _CheckpointAndSpeed(keras.callbacks.Callback):
     """Saves a checkpoint after every loop of ``checkpoint_interval`` steps; measures speed."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, examples_per_step: int):
+    def __init__(self, manager: tf.train.CheckpointManager, examples_per_step: int,
+                 after_save=None):
         super().__init__()
         self.manager, self.examples_per_step = manager, examples_per_step
+        self.after_save = after_save  # a non-chief worker deletes what it saved
         self.speeds = []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -81,6 +83,9 @@ class _CheckpointAndSpeed(keras.callbacks.Callback):
         if logs is not None:
             logs["examples_per_second"] = speed
         path = self.manager.save(checkpoint_number=self.model.optimizer.iterations)
+        if self.after_save is not None:
+            self.after_save()
+            return
         logger.info("Step %d: checkpoint %s (%.0f examples/s)",
                     int(self.model.optimizer.iterations.numpy()), path, speed)
 
@@ -296,14 +301,15 @@ def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=N
       ValueError: bad config, or ``model_dir`` holds a run with another config.
       FileNotFoundError: missing examples, vocabularies, cache or checkpoints.
     """
+    strategy = strategy or distribute.strategy(config.runtime.strategy)
     restrict_to_dataset_tasks(config)
     check_ranks(config)
     resolve_train_steps(config)
     config.validate()
-    _check_same_run(config, model_dir)
-    tf.io.gfile.makedirs(model_dir)
-    hyperparams.save_params_dict_to_yaml(config, os.path.join(model_dir, CONFIG_FILE))
-    strategy = strategy or distribute.strategy(config.runtime.strategy)
+    if distribute.is_chief(strategy):  # the other workers of a cluster write nothing here
+        _check_same_run(config, model_dir)
+        tf.io.gfile.makedirs(model_dir)
+        hyperparams.save_params_dict_to_yaml(config, os.path.join(model_dir, CONFIG_FILE))
     keras.mixed_precision.set_global_policy(
         "mixed_float16" if config.trainer.mixed_precision else "float32")
     try:
@@ -313,23 +319,31 @@ def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=N
 
 
 def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
-    inputs = factory.load_inputs(config, run_dir=model_dir)
-    factory.record_inputs(inputs, config, model_dir)
+    chief = distribute.is_chief(strategy)
+    manager_dir = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR)
+    # A non-chief worker reads the run's recorded inputs only once the chief has finished
+    # writing them (they precede its first checkpoint).
+    recorded = chief or checkpoints.scan(manager_dir).holds_checkpoints
+    inputs = factory.load_inputs(config, run_dir=model_dir if recorded else None)
+    if chief:
+        factory.record_inputs(inputs, config, model_dir)
     files = train_files(config)
     t, d = config.trainer, config.data
     keras.utils.set_random_seed(d.seed)
     with strategy.scope():
-        manager_dir = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR)
         # Never start over in a folder that holds checkpoints: resume from the newest readable
-        # one (damaged newer ones are set aside) or refuse (DamagedCheckpointError).
-        resume_from, damaged = checkpoints.prepare_resume(manager_dir)
+        # one (damaged newer ones are set aside) or refuse (DamagedCheckpointError). Every
+        # worker of a cluster resumes from the chief's checkpoints; the chief alone moves files.
+        resume_from, damaged = (checkpoints.prepare_resume(manager_dir) if chief
+                                else checkpoints.newest_readable(manager_dir))
         model, optimizer = build(config, inputs, None if resume_from else init_checkpoint)
         # A plug-in with an optimizer of its own (model.plugin) checkpoints it beside the
         # model's; runs without one keep the checkpoint layout they always had.
         own = plugins.PluginTraining.own_optimizer(model)
         extra = {"plugin_optimizer": own} if own is not None else {}
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **extra)
-        manager = tf.train.CheckpointManager(ckpt, manager_dir, max_to_keep=t.max_to_keep,
+        manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(manager_dir, strategy),
+                                             max_to_keep=t.max_to_keep,
                                              step_counter=optimizer.iterations)
         if resume_from:
             ckpt.restore(resume_from).assert_existing_objects_matched()
@@ -339,11 +353,13 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
     def dataset_fn(ctx):
         return pipeline.make_dataset(files, inputs.schema, d.global_batch_size, training=True,
                                      repeat=True, seed=d.seed, shuffle_buffer=d.shuffle_buffer,
-                                     input_context=ctx)
+                                     deterministic=t.deterministic_input, input_context=ctx)
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
     start = step = int(optimizer.iterations.numpy())
-    callback = _CheckpointAndSpeed(manager, d.global_batch_size)
+    callback = _CheckpointAndSpeed(
+        manager, d.global_batch_size,
+        None if chief else lambda: distribute.remove_write_dir(manager_dir, strategy))
     started = time.perf_counter()
     history = {}
     if step < t.train_steps:
@@ -385,9 +401,13 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
         "seconds": time.perf_counter() - started,
         "final": {k: float(v[-1]) for k, v in history.items()} if history else None,
         "checkpoint": manager.latest_checkpoint,
+        "chief": chief,
     }
-    with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    if chief:
+        with tf.io.gfile.GFile(os.path.join(model_dir, SUMMARY_FILE), "w") as f:
+            json.dump(summary, f, indent=2)
+    else:
+        summary["checkpoint"] = checkpoints.newest_readable(manager_dir)[0]
     return summary
 
 
@@ -483,7 +503,9 @@ def train_and_evaluate(config, model_dir: str, init_checkpoint: str | None = Non
     speeds = summary["train_examples_per_second"]
     if speeds:
         logger.info("Trained %d steps; last loop %.0f examples/s", summary["steps"], speeds[-1])
-    if evaluate_after:
+    if not summary["chief"]:
+        logger.info("A non-chief worker: the chief evaluates %s", model_dir)
+    elif evaluate_after:
         from ppm import evaluate  # noqa: PLC0415
 
         console.stage("evaluate", "Evaluating %s on the %s window", model_dir,
@@ -501,13 +523,25 @@ def main(argv=None) -> int:
         override = ",".join(filter(None, [override, f"runtime.strategy={args.strategy}"]))
     config = configs.resolve(args.experiment, args.preset, args.config_file, override,
                              validate=False)
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything in the process.
+    distribute.strategy(config.runtime.strategy)
     use_demo_folders(config, args.run_root, args.preset)
     config.validate()
     model_dir = args.model_dir or os.path.join(args.run_root, "train",
                                                f"{args.preset}_{experiment_name(args.experiment)}")
     with console.plan(["train"] + ([] if args.no_eval else ["evaluate"])):
-        train_and_evaluate(config, model_dir, args.init_checkpoint,
-                           evaluate_after=not args.no_eval, verbose=args.verbose)
+        try:
+            train_and_evaluate(config, model_dir, args.init_checkpoint,
+                               evaluate_after=not args.no_eval, verbose=args.verbose)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+            if config.runtime.strategy != "multi_worker_mirrored":
+                raise
+            logger.error(
+                "Another worker of the cluster failed or cannot be reached (%s). Restart "
+                "every worker with the same command: the run resumes from the chief's last "
+                "checkpoint in %s", e.message.strip().splitlines()[0],
+                os.path.join(model_dir, checkpoints.CHECKPOINT_DIR))
+            return 3
     return 0
 
 

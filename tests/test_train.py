@@ -100,6 +100,14 @@ def test_two_replicas_give_the_same_step_as_one(tiny_world, tiny_examples, tiny_
     assert loss1 > 1.0  # three tasks of ~0.69 each: a per-replica scaling bug would halve it
     for g1, g2 in zip(grads1, grads2):
         np.testing.assert_allclose(g2, g1, rtol=1e-4, atol=1e-7)
+    # Keras' logged loss (progress bar, TensorBoard, train_summary.json) is the same global
+    # mean, not one per replica summed
+    with two.scope():
+        model, _ = train.build(c, inputs)
+        model.set_weights(weights)
+    ds = tf.data.Dataset.from_tensors(batch).repeat()
+    logged = model.fit(ds, steps_per_epoch=1, verbose=0).history["loss"][0]
+    np.testing.assert_allclose(logged, loss1, rtol=1e-5)
 
 
 # Every training test runs on the 2 logical CPUs (mirrored); this one only says so: slow.

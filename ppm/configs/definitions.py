@@ -88,6 +88,9 @@ class TrainerConfig(hyperparams.Config):
       jit_compile: XLA-compile the dense part of the model (the id lookups stay outside).
       mixed_precision: ``mixed_float16`` compute (GPU), float32 variables and losses.
       eval_batch_size: batch size of ``ppm.evaluate``.
+      deterministic_input: read the training examples in a reproducible order (a slower
+        interleave of the files): two runs with the same ``data.seed`` and cluster see the
+        same batches (the multi-worker test compares a cluster with one process this way).
     """
 
     train_passes: float = 0.0
@@ -100,6 +103,7 @@ class TrainerConfig(hyperparams.Config):
     jit_compile: bool = False
     mixed_precision: bool = False
     eval_batch_size: int = 4096
+    deterministic_input: bool = False
 
 
 @dataclasses.dataclass

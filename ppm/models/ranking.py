@@ -137,9 +137,9 @@ class RankingModel(tfrs.Model):
         return total
 
     def _step_logs(self, loss):
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+        """The step's logs: ``loss`` is this replica's share of the global mean loss, and Keras
+        sums the replicas' logs (``distribute_reduction_method`` "auto" is "sum" off TPUs), so
+        the logged loss is the global mean under any number of replicas and workers."""
         logs = {m.name: m.result() for m in self.metrics}
         logs["loss"] = loss
         return logs
