@@ -82,6 +82,20 @@ def test_padded_candidates_change_nothing_and_score_zero(serving, ranking):
                                    atol=1e-6)
 
 
+def test_a_request_of_1000_candidates(serving, ranking):
+    with client.Client(serving.target, "urm", timeout=30) as c:
+        one = _predict(c, _listwise(c, ranking))
+        many = _listwise(c, ranking)
+        for name, value in many.items():  # the 40 candidates 25 times over
+            if value.ndim == 2 and not name.startswith("hist_") and name != export.CANDIDATE_MASK:
+                many[name] = np.tile(value, [1, 25])
+        many[export.CANDIDATE_MASK] = np.ones([1, 1000], np.int64)
+        got = _predict(c, many)
+        assert got["p_click"].shape == (1, 1000)
+        np.testing.assert_allclose(got["p_click"], np.tile(one["p_click"], [1, 25]),
+                                   rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda x: x.__setitem__(export.CANDIDATE_MASK, np.ones([1, 39], np.int64)),
      "different shapes"),
