@@ -301,7 +301,7 @@ def train(config, model_dir: str, init_checkpoint: str | None = None, strategy=N
       ValueError: bad config, or ``model_dir`` holds a run with another config.
       FileNotFoundError: missing examples, vocabularies, cache or checkpoints.
     """
-    strategy = strategy or distribute.strategy(config.runtime.strategy)
+    strategy = strategy or distribute.for_config(config)
     restrict_to_dataset_tasks(config)
     check_ranks(config)
     resolve_train_steps(config)
@@ -355,7 +355,10 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
                                      repeat=True, seed=d.seed, shuffle_buffer=d.shuffle_buffer,
                                      deterministic=t.deterministic_input, input_context=ctx)
 
-    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    if distribute.is_parameter_server(strategy):  # each worker builds its own shard's input
+        dataset = keras.utils.experimental.DatasetCreator(dataset_fn)
+    else:
+        dataset = strategy.distribute_datasets_from_function(dataset_fn)
     start = step = int(optimizer.iterations.numpy())
     callback = _CheckpointAndSpeed(
         manager, d.global_batch_size,
@@ -400,6 +403,8 @@ def _train(config, model_dir, init_checkpoint, strategy, verbose) -> dict:
         "train_examples_per_second": callback.speeds,
         "seconds": time.perf_counter() - started,
         "final": {k: float(v[-1]) for k, v in history.items()} if history else None,
+        "loss_per_loop": [float(v) for v in history.get("loss", [])],
+        "sharded_variables": distribute.sharded_variables(model),
         "checkpoint": manager.latest_checkpoint,
         "chief": chief,
     }
@@ -523,8 +528,8 @@ def main(argv=None) -> int:
         override = ",".join(filter(None, [override, f"runtime.strategy={args.strategy}"]))
     config = configs.resolve(args.experiment, args.preset, args.config_file, override,
                              validate=False)
-    # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything in the process.
-    distribute.strategy(config.runtime.strategy)
+    # Multi-worker strategies must exist before TensorFlow runs anything in the process.
+    distribute.for_config(config)
     use_demo_folders(config, args.run_root, args.preset)
     config.validate()
     model_dir = args.model_dir or os.path.join(args.run_root, "train",

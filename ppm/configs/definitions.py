@@ -12,7 +12,7 @@ from official.modeling import hyperparams, optimization
 from ppm.configs.models import ModelConfig
 
 OPTIMIZERS = ("adam", "adagrad", "sgd", "rmsprop", "adamw_experimental")
-STRATEGIES = ("mirrored", "multi_worker_mirrored")
+STRATEGIES = ("mirrored", "multi_worker_mirrored", "parameter_server")
 
 
 @dataclasses.dataclass
@@ -108,9 +108,20 @@ class TrainerConfig(hyperparams.Config):
 
 @dataclasses.dataclass
 class RuntimeConfig(hyperparams.Config):
-    """``mirrored`` (all local devices) or ``multi_worker_mirrored`` (TF_CONFIG)."""
+    """The distribution strategy (:mod:`ppm.distribute`).
+
+    Attributes:
+      strategy: ``mirrored`` (all local devices), ``multi_worker_mirrored`` (data parallel
+        over the workers of ``TF_CONFIG``) or ``parameter_server`` (``TF_CONFIG`` with a
+        chief, workers and parameter servers: the chief coordinates, the workers compute, the
+        parameter servers hold the variables).
+      shard_min_rows: under ``parameter_server``, every 2-D variable with at least this many
+        rows (the ID and hash-ID embedding tables, and their optimizer slots) is split by rows
+        across the parameter servers; smaller ones live whole on one of them.
+    """
 
     strategy: str = "mirrored"
+    shard_min_rows: int = 100_000
 
 
 @dataclasses.dataclass

@@ -123,8 +123,9 @@ class CachedItemEmbedding(keras.layers.Layer):
         if _ROW_SOURCE:
             return _ROW_SOURCE[-1](self, tf.convert_to_tensor(ids))
         rows = self.lookup(tf.convert_to_tensor(ids))
-        return {"embedding": tf.gather(self.table, rows),
-                "flags": tf.gather(self.flag_table, rows)}
+        # embedding_lookup: also a table split across parameter servers (a ShardedVariable)
+        return {"embedding": tf.nn.embedding_lookup(self.table, rows),
+                "flags": tf.nn.embedding_lookup(self.flag_table, rows)}
 
     def get_config(self):
         # The table itself travels as weights (checkpoints, SavedModel), not in the config.

@@ -86,7 +86,7 @@ class PretrainedItemTable(keras.layers.Layer):
 
     def call(self, ids):
         rows = self.lookup(ids)
-        return tf.gather(self.table, rows), rows > 0
+        return tf.nn.embedding_lookup(self.table, rows), rows > 0
 
     def get_config(self):
         # The table travels as weights (checkpoints, SavedModel), not in the config.
