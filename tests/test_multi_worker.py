@@ -6,7 +6,6 @@ from it alone, and a cluster killed mid-run resumes from the chief's last checkp
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import ppm  # noqa: F401
 from ppm import checkpoints, configs, evaluate, export, train
 from ppm.data import pipeline
 from ppm.models import factory
+from tests.ranking_fixtures import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = "urm_wo_ppm"
@@ -32,21 +32,11 @@ def _config(tiny_world, tiny_examples):
     return c
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 class Cluster:
     """Two workers, each ``python -m ppm.train`` with its own ``TF_CONFIG``, one run folder."""
 
     def __init__(self, config_file, model_dir, steps, log_dir, init_checkpoint=None):
-        ports = _free_ports(2)
+        ports = free_ports(2)
         self.procs, self.logs = [], []
         for index in range(2):
             env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",

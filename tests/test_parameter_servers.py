@@ -7,7 +7,6 @@ one table."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -18,18 +17,9 @@ from official.modeling import hyperparams
 import ppm  # noqa: F401
 from ppm import configs, evaluate, export
 from ppm.models import factory
+from tests.ranking_fixtures import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_a_parameter_server_cluster_splits_the_item_table_and_exports_one(
@@ -43,7 +33,7 @@ def test_a_parameter_server_cluster_splits_the_item_table_and_exports_one(
     config_file = str(tmp_path / "config.yaml")
     hyperparams.save_params_dict_to_yaml(c, config_file)
 
-    ports = _ports(5)
+    ports = free_ports(5)
     cluster = {"chief": [f"127.0.0.1:{ports[0]}"],
                "worker": [f"127.0.0.1:{p}" for p in ports[1:3]],
                "ps": [f"127.0.0.1:{p}" for p in ports[3:5]]}
