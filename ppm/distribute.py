@@ -132,6 +132,32 @@ def remove_write_dir(path: str, strategy) -> None:
         tf.io.gfile.rmtree(folder)
 
 
+def local_cluster(**jobs: int) -> dict:
+    """A cluster spec on 127.0.0.1 with free ports, e.g. ``local_cluster(chief=1, worker=2,
+    ps=2)`` (for tests and benchmarks: real gRPC between processes of one machine)."""
+    import socket
+
+    sockets = {job: [socket.socket() for _ in range(n)] for job, n in jobs.items() if n}
+    cluster = {}
+    for job, socks in sockets.items():
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        cluster[job] = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    for socks in sockets.values():
+        for s in socks:
+            s.close()
+    return cluster
+
+
+def task_env(cluster: dict, job: str, index: int, base: dict | None = None) -> dict:
+    """The environment of task ``job:index`` of ``cluster``: ``TF_CONFIG`` set, no GPU."""
+    import json
+
+    return dict(base if base is not None else os.environ, CUDA_VISIBLE_DEVICES="",
+                TF_CPP_MIN_LOG_LEVEL="2",
+                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": job, "index": index}}))
+
+
 def serve(argv=None) -> int:
     """``python -m ppm.distribute``: run this machine's worker or parameter-server task of a
     ``parameter_server`` cluster (``TF_CONFIG``) until killed; the chief runs ppm.train."""

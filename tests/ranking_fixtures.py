@@ -30,15 +30,3 @@ def serving_names(schema):
     asks for (``hist_session`` is DSIN's alone)."""
     return features.model_input_names(schema, exclude=features.OPTIONAL_INPUTS)
 
-
-def free_ports(n):
-    """``n`` free TCP ports on 127.0.0.1 (for the tasks of a local TF_CONFIG cluster)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports

@@ -16,10 +16,9 @@ import tensorflow as tf
 from official.modeling import hyperparams
 
 import ppm  # noqa: F401
-from ppm import checkpoints, configs, evaluate, export, train
+from ppm import checkpoints, configs, distribute, evaluate, export, train
 from ppm.data import pipeline
 from ppm.models import factory
-from tests.ranking_fixtures import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = "urm_wo_ppm"
@@ -36,13 +35,10 @@ class Cluster:
     """Two workers, each ``python -m ppm.train`` with its own ``TF_CONFIG``, one run folder."""
 
     def __init__(self, config_file, model_dir, steps, log_dir, init_checkpoint=None):
-        ports = free_ports(2)
+        cluster = distribute.local_cluster(worker=2)
         self.procs, self.logs = [], []
         for index in range(2):
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
-                       TF_CONFIG=json.dumps({
-                           "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                           "task": {"type": "worker", "index": index}}))
+            env = distribute.task_env(cluster, "worker", index)
             log = open(os.path.join(log_dir, f"worker{index}-{time.time_ns()}.log"), "w")
             self.logs.append(log)
             self.procs.append(subprocess.Popen(

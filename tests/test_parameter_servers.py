@@ -15,9 +15,8 @@ import tensorflow as tf
 from official.modeling import hyperparams
 
 import ppm  # noqa: F401
-from ppm import configs, evaluate, export
+from ppm import configs, distribute, evaluate, export
 from ppm.models import factory
-from tests.ranking_fixtures import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,15 +32,10 @@ def test_a_parameter_server_cluster_splits_the_item_table_and_exports_one(
     config_file = str(tmp_path / "config.yaml")
     hyperparams.save_params_dict_to_yaml(c, config_file)
 
-    ports = free_ports(5)
-    cluster = {"chief": [f"127.0.0.1:{ports[0]}"],
-               "worker": [f"127.0.0.1:{p}" for p in ports[1:3]],
-               "ps": [f"127.0.0.1:{p}" for p in ports[3:5]]}
+    cluster = distribute.local_cluster(chief=1, worker=2, ps=2)
 
     def env(kind, index):
-        return dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
-                    TF_CONFIG=json.dumps({"cluster": cluster,
-                                          "task": {"type": kind, "index": index}}))
+        return distribute.task_env(cluster, kind, index)
 
     logs, servers = [], []
     try:
