@@ -13,6 +13,7 @@ import os
 import re
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from ppm.layers import CachedItemEmbedding, IdEmbedding
@@ -269,15 +270,16 @@ def warm_start(model, template, path: str) -> dict:
     cache_vars = {id(v) for layer in _layers(template, CachedItemEmbedding)
                   for v in layer.weights}
     new_layers = {id(v): layer for layer in _layers(model, IdEmbedding) for v in layer.weights}
-    if len(model.weights) != len(template.weights):
-        raise ValueError(f"{ckpt}: another architecture ({len(template.weights)} variables, "
-                         f"this model has {len(model.weights)})")
-    for new, old in zip(model.weights, template.weights):
-        if id(old) in cache_vars:
+    new_weights, old_weights = _whole(model.weights), _whole(template.weights)
+    if len(new_weights) != len(old_weights):
+        raise ValueError(f"{ckpt}: another architecture ({len(old_weights)} variables, "
+                         f"this model has {len(new_weights)})")
+    for new, old in zip(new_weights, old_weights):
+        if id(old.parts[0]) in cache_vars:
             continue
-        if id(old) in old_layers:
-            old_vocab = old_layers[id(old)].vocabulary
-            layer = new_layers[id(new)]
+        if id(old.parts[0]) in old_layers:
+            old_vocab = old_layers[id(old.parts[0])].vocabulary
+            layer = new_layers[id(new.parts[0])]
             value = new.numpy()
             old_value = old.numpy()
             row = {v: i + layer.num_oov_indices for i, v in enumerate(old_vocab)}
@@ -299,6 +301,45 @@ def warm_start(model, template, path: str) -> dict:
         counts["copied"] += 1
     logger.info("Warm-started from %s: %s", ckpt, counts)
     return counts
+
+
+class _Whole:
+    """A variable, or the shards of one split by rows across parameter servers (Keras lists
+    a ``ShardedVariable``'s shards, ``<name>/part_<k>``, as separate weights)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.name = parts[0].name
+        rows = sum(int(p.shape[0]) for p in parts) if len(parts) > 1 else None
+        self.shape = (tf.TensorShape([rows] + parts[0].shape.as_list()[1:]) if rows is not None
+                      else parts[0].shape)
+
+    def numpy(self):
+        return (self.parts[0].numpy() if len(self.parts) == 1
+                else np.concatenate([p.numpy() for p in self.parts]))
+
+    def assign(self, value):
+        value = value.numpy() if isinstance(value, _Whole) else value
+        start = 0
+        for p in self.parts:
+            rows = int(p.shape[0]) if len(self.parts) > 1 else None
+            p.assign(value if rows is None else value[start:start + rows])
+            start += rows or 0
+
+
+def _whole(weights) -> list:
+    """``weights`` with each split variable's shards joined into one :class:`_Whole`."""
+    out, split = [], {}
+    for w in weights:
+        match = re.fullmatch(r"(.+)/part_(\d+)(:\d+)?", w.name)
+        if match is None:
+            out.append(_Whole([w]))
+        elif match.group(1) in split:
+            split[match.group(1)].append((int(match.group(2)), w))
+        else:
+            split[match.group(1)] = [(int(match.group(2)), w)]
+            out.append(match.group(1))
+    return [_Whole([w for _, w in sorted(split[x])]) if isinstance(x, str) else x for x in out]
 
 
 def _layers(model, kind) -> list:
