@@ -463,8 +463,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "train/<preset>_make_pretrain).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Experiments: {', '.join(configs.EXPERIMENTS)}. Presets: "
-        f"{', '.join(configs.PRESETS)}. Multi-worker: set TF_CONFIG on every machine and pass "
-        "--strategy multi_worker_mirrored.")
+        f"{', '.join(configs.PRESETS)}. Several machines: set TF_CONFIG on each and pass "
+        "--strategy multi_worker_mirrored (the same command on every worker; the chief, worker "
+        "0, writes --model_dir), or --strategy parameter_server on the chief while the workers "
+        "and parameter servers run python -m ppm.distribute (docs/training.md, Distribution).")
     parser.add_argument("--experiment", default="urm", help="Registered experiment "
                         f"({', '.join(configs.EXPERIMENTS)}), or '<preset>_<experiment>'.")
     parser.add_argument("--preset", default="demo", choices=configs.PRESETS,
@@ -478,7 +480,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model_dir", default=None, help="Run folder (default: "
                         "<run_root>/train/<preset>_<experiment>). An existing run resumes.")
     parser.add_argument("--strategy", default=None, choices=configs.definitions.STRATEGIES,
-                        help="Overrides runtime.strategy (default mirrored).")
+                        help="Overrides runtime.strategy (default mirrored: all local "
+                        "devices).")
     parser.add_argument("--init_checkpoint", default=None,
                         help="Warm-start from this earlier run folder or checkpoint (daily "
                         "incremental training); ignored when --model_dir already has "
