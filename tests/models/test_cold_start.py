@@ -205,5 +205,8 @@ def test_frequency_gate_is_exported_and_used_by_the_served_model(
     now = closed(**{k: feats[k] for k in names})["p_click"].numpy()
     # (Weights from N(0, 0.3), so the ID side moves float32 probabilities visibly; the same
     # graph gives the same bits where nothing changed.)
+    # float32 probabilities saturate at 0 and 1, where a changed logit does not show.
+    live = (freq > 0) & (got > 1e-4) & (got < 1 - 1e-4)
     diff = np.abs(now - got)
-    assert (freq == 0).any() and (diff[freq > 0] > 1e-6).all() and (diff[freq == 0] == 0).all()
+    assert (freq == 0).any() and live.sum() >= 8, (freq, got)
+    assert (diff[live] > 1e-6).all() and (diff[freq == 0] == 0).all(), (diff, freq, got)

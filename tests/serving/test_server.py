@@ -289,15 +289,18 @@ def test_server_process_serves_and_stops_on_sigterm(exported, request_features, 
     config = tmp_path / "models.config"
     config.write_text(f'model_config_list {{ config {{ name: "urm" base_path: "{exported}" '
                       'model_platform: "tensorflow" } }')
+    # stderr into a file: TensorFlow's warnings would fill a pipe nobody reads until the end
+    # and block the server's writes (and so its exit)
+    err = open(tmp_path / "server.err", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ppm.serving.server", "--model_config_file", str(config),
          "--port", "0", "--host", "127.0.0.1", "--grace_seconds", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
     try:
         line = ""
         while server.READY_LINE not in line:
             line = proc.stdout.readline()
-            assert line or proc.poll() is None, proc.stderr.read()
+            assert line or proc.poll() is None, open(err.name).read()
         port = int(re.search(r":(\d+) ", line).group(1))
         inputs, _ = request_features
         with client.Client(f"127.0.0.1:{port}", "urm", timeout=60) as c:
@@ -307,12 +310,13 @@ def test_server_process_serves_and_stops_on_sigterm(exported, request_features, 
             with pytest.raises(grpc.RpcError) as e:
                 c.predict(inputs)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-        log = proc.stderr.read()
+        log = open(err.name).read()
         # the process ends without interpreter teardown, after its logs are flushed
         assert "Received SIGTERM" in log and log.rstrip().endswith("Server stopped")
     finally:
         if proc.poll() is None:
             proc.kill()
+        err.close()
 
 
 @pytest.mark.parametrize("value", [
