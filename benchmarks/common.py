@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -23,6 +24,12 @@ def machine(**versions) -> dict:
     return {"cpu_count": os.cpu_count(), "usable_cpus": usable,
             "platform": platform.platform(), "processor": platform.processor(),
             "python": platform.python_version(), **versions}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (``/proc/PID/status`` VmRSS; Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) / 1024
 
 
 def write_result(path: str, result: dict) -> None:

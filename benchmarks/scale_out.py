@@ -43,14 +43,6 @@ from benchmarks import common  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def _start(cluster: dict, job: str, index: int, log_dir: str) -> subprocess.Popen:
     from ppm import distribute
 
@@ -86,15 +78,20 @@ def table_holder(rows: int, dim: int) -> None:
     sys.stdin.read()
 
 
-def _hold(rows: int, dim: int, env: dict) -> subprocess.Popen:
+def _rss_while_held(rows: int, dim: int, env: dict, pids=()) -> list[float]:
+    """Starts a :func:`table_holder` with ``env`` and returns, while it holds the table, the
+    resident MB of the processes ``pids`` (default: the holder itself)."""
     p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_hold_table",
                           str(rows), "--dim", str(dim)], cwd=ROOT, env=env,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if line.strip() != "ready":
-        p.kill()
-        raise RuntimeError(f"the table holder did not start: {line!r}")
-    return p
+    try:
+        line = p.stdout.readline()  # "" only once the holder has exited
+        if line.strip() != "ready":
+            raise RuntimeError(f"the table holder did not start: {line!r}")
+        return [common.rss_mb(pid) for pid in (pids or [p.pid])]
+    finally:
+        p.stdin.close()  # the holder exits at the end of its stdin
+        p.wait()
 
 
 def memory(rows: int, dim: int, log_dir: str) -> dict:
@@ -104,34 +101,21 @@ def memory(rows: int, dim: int, log_dir: str) -> dict:
     servers = [_start(cluster, "ps", i, log_dir) for i in range(2)]
     servers.append(_start(cluster, "worker", 0, log_dir))
     try:
-        holder = None
         time.sleep(5)  # the servers import TensorFlow and listen
-        before = [rss_mb(p.pid) for p in servers[:2]]
-        holder = _hold(rows, dim, distribute.task_env(cluster, "chief", 0))
-        after = [rss_mb(p.pid) for p in servers[:2]]
-        holder.stdin.close()
-        holder.wait()
+        before = [common.rss_mb(p.pid) for p in servers[:2]]
+        after = _rss_while_held(rows, dim, distribute.task_env(cluster, "chief", 0),
+                                [p.pid for p in servers[:2]])
     finally:
-        _stop(servers + ([holder] if holder is not None else []))
+        _stop(servers)
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    replicated = _hold(rows, dim, env)
-    try:
-        mb = rss_mb(replicated.pid)
-    finally:
-        replicated.stdin.close()
-        replicated.wait()
-    baseline = _hold(1, dim, env)  # the same process with a one-row table
-    try:
-        base_mb = rss_mb(baseline.pid)
-    finally:
-        baseline.stdin.close()
-        baseline.wait()
+    # the replicated table, against the same process holding a one-row table
+    replicated = (_rss_while_held(rows, dim, env)[0] - _rss_while_held(1, dim, env)[0])
     per_server = [round(a - b, 1) for a, b in zip(after, before)]
     table_mb = rows * dim * 4 * 3 / 2**20  # the table and two Adam slots, float32
     return {"rows": rows, "dim": dim, "table_and_slots_mb": round(table_mb, 1),
             "per_parameter_server_mb": per_server,
-            "replicated_process_mb": round(mb - base_mb, 1),
-            "ratio_per_server_over_replicated": round(max(per_server) / (mb - base_mb), 3)}
+            "replicated_process_mb": round(replicated, 1),
+            "ratio_per_server_over_replicated": round(max(per_server) / replicated, 3)}
 
 
 def throughput(run_root: str, preset: str, steps: int, work: str) -> dict:

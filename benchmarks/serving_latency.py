@@ -59,11 +59,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("urm", "urm_wo_ppm", "urm_uncached")
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) / 1024
-
-
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
@@ -108,7 +103,7 @@ class ServerProcess:
         self.target = f"127.0.0.1:{port}"
 
     def rss(self) -> float:
-        return rss_mb(self.proc.pid)
+        return common.rss_mb(self.proc.pid)
 
     def stop(self):
         self.proc.terminate()
@@ -239,6 +234,17 @@ def throughput(target: str, request, clients: int, seconds: float) -> dict:
                if k != "requests"}, "errors": len(errors)}
 
 
+def ranking_features(ranking: dict, schema) -> dict:
+    """The pointwise inputs (numpy, one row per candidate) of ``ranking`` for a model whose
+    serving schema is ``schema``, as the client builds them from the signature."""
+    from ppm import export
+    from ppm.serving import client
+
+    spec = {k: (v.dtype, [-1] * len(v.shape))
+            for k, v in export.input_signature(schema).items()}
+    return client.ranking_features(ranking, spec)
+
+
 def in_process(run_root: str, presets: list[str], ranking: dict, n: int) -> dict:
     """Signature-only latency (no gRPC) of (a) and (b) built at each preset's dimensions with
     random weights (latency does not depend on them), with and without XLA for the dense
@@ -247,7 +253,6 @@ def in_process(run_root: str, presets: list[str], ranking: dict, n: int) -> dict
 
     from ppm import configs, export
     from ppm.models import factory
-    from ppm.serving import client
 
     def median_ms(fn, feats):
         for _ in range(5):
@@ -266,11 +271,8 @@ def in_process(run_root: str, presets: list[str], ranking: dict, n: int) -> dict
             config = configs.resolve(experiment, preset, validate=False)
             config.override({"data": configs.data_paths(run_root)})
             inputs = factory.load_inputs(config)
-            spec = {k: (v.dtype, [-1] * len(v.shape))
-                    for k, v in export.input_signature(export.serving_schema(
-                        factory.build_model(config, inputs), inputs.schema)).items()}
-            feats = {k: tf.constant(v) for k, v in
-                     client.ranking_features(ranking, spec).items()}
+            schema = export.serving_schema(factory.build_model(config, inputs), inputs.schema)
+            feats = {k: tf.constant(v) for k, v in ranking_features(ranking, schema).items()}
             for xla in (False, True):
                 model = factory.build_model(config, inputs)
                 model(factory.dummy_features(inputs.schema))
@@ -304,9 +306,7 @@ def breakdown(run: str, ranking: dict, n: int) -> dict:
     folded = modules.fold_item_tokens(model)
     schema = export.serving_schema(model, inputs.schema)
     module = export.ServingModule(model, schema)
-    spec = {k: (v.dtype, [-1] * len(v.shape))
-            for k, v in export.input_signature(schema).items()}
-    feats = client.ranking_features(ranking, spec)
+    feats = ranking_features(ranking, schema)
     ranks = {k: len(v.shape) for k, v in export.listwise_signature(schema).items()}
     listwise = {k: tf.constant(v) for k, v in client.listwise_inputs(feats, ranks).items()}
     pointwise = {k: tf.constant(v) for k, v in feats.items()}

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ppm import distribute
 from ppm.layers import CachedItemEmbedding, IdEmbedding
 
 CHECKPOINT_DIR = "checkpoints"
@@ -304,42 +305,37 @@ def warm_start(model, template, path: str) -> dict:
 
 
 class _Whole:
-    """A variable, or the shards of one split by rows across parameter servers (Keras lists
-    a ``ShardedVariable``'s shards, ``<name>/part_<k>``, as separate weights)."""
+    """A variable, or the shards of one split by rows across parameter servers
+    (:func:`ppm.distribute.whole_variables`), read and assigned as one array."""
 
     def __init__(self, parts):
-        self.parts = parts
-        self.name = parts[0].name
-        rows = sum(int(p.shape[0]) for p in parts) if len(parts) > 1 else None
-        self.shape = (tf.TensorShape([rows] + parts[0].shape.as_list()[1:]) if rows is not None
-                      else parts[0].shape)
+        self.parts, self.name = parts, parts[0].name
+
+    @property
+    def shape(self):
+        if len(self.parts) == 1:
+            return self.parts[0].shape
+        rows = sum(int(p.shape[0]) for p in self.parts)
+        return tf.TensorShape([rows] + self.parts[0].shape.as_list()[1:])
 
     def numpy(self):
-        return (self.parts[0].numpy() if len(self.parts) == 1
-                else np.concatenate([p.numpy() for p in self.parts]))
+        if len(self.parts) == 1:
+            return self.parts[0].numpy()
+        return np.concatenate([p.numpy() for p in self.parts])
 
     def assign(self, value):
         value = value.numpy() if isinstance(value, _Whole) else value
+        if len(self.parts) == 1:
+            self.parts[0].assign(value)
+            return
         start = 0
         for p in self.parts:
-            rows = int(p.shape[0]) if len(self.parts) > 1 else None
-            p.assign(value if rows is None else value[start:start + rows])
-            start += rows or 0
+            p.assign(value[start:start + int(p.shape[0])])
+            start += int(p.shape[0])
 
 
 def _whole(weights) -> list:
-    """``weights`` with each split variable's shards joined into one :class:`_Whole`."""
-    out, split = [], {}
-    for w in weights:
-        match = re.fullmatch(r"(.+)/part_(\d+)(:\d+)?", w.name)
-        if match is None:
-            out.append(_Whole([w]))
-        elif match.group(1) in split:
-            split[match.group(1)].append((int(match.group(2)), w))
-        else:
-            split[match.group(1)] = [(int(match.group(2)), w)]
-            out.append(match.group(1))
-    return [_Whole([w for _, w in sorted(split[x])]) if isinstance(x, str) else x for x in out]
+    return [_Whole(parts) for parts in distribute.whole_variables(weights)]
 
 
 def _layers(model, kind) -> list:

@@ -101,20 +101,30 @@ def is_parameter_server(strategy) -> bool:
     return isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
 
 
+_SHARD = re.compile(r"(.+)/part_(\d+)(:\d+)?")  # a ShardedVariable's shard, as Keras names it
+
+
+def whole_variables(variables) -> list[list]:
+    """``variables`` as Keras lists them, grouped into whole variables, in order: each group
+    is one variable, or the shards of one split across parameter servers (Keras lists a
+    ``ShardedVariable``'s shards, ``<name>/part_<k>``, as separate weights) in shard order."""
+    order, parts = [], {}
+    for v in variables:
+        match = _SHARD.fullmatch(v.name)
+        key, index = (match.group(1), int(match.group(2))) if match else (id(v), 0)
+        if key not in parts:
+            order.append(key)
+            parts[key] = []
+        parts[key].append((index, v))
+    return [[v for _, v in sorted(parts[k], key=lambda p: p[0])] for k in order]
+
+
 def sharded_variables(model) -> dict:
     """``{name: [[shape, device], ...]}`` of the model's variables split across parameter
     servers (one entry per shard)."""
-    out = {}
-    for v in model.variables:  # Keras lists a ShardedVariable's shards: <name>/part_<k>:0
-        if isinstance(v, tf.__internal__.distribute.ShardedVariable):
-            out[v.name] = [[s.shape.as_list(), s.device] for s in v.variables]
-            continue
-        match = re.fullmatch(r"(.+)/part_(\d+)(:\d+)?", v.name)
-        if match:
-            out.setdefault(match.group(1), []).append(
-                (int(match.group(2)), [v.shape.as_list(), v.device]))
-    return {k: [s[1] for s in sorted(v)] if v and isinstance(v[0], tuple) else v
-            for k, v in out.items()}
+    return {match.group(1): [[s.shape.as_list(), s.device] for s in group]
+            for group in whole_variables(model.variables)
+            if (match := _SHARD.fullmatch(group[0].name))}
 
 
 def write_dir(path: str, strategy) -> str:
@@ -149,11 +159,12 @@ def local_cluster(**jobs: int) -> dict:
     return cluster
 
 
-def task_env(cluster: dict, job: str, index: int, base: dict | None = None) -> dict:
-    """The environment of task ``job:index`` of ``cluster``: ``TF_CONFIG`` set, no GPU."""
+def task_env(cluster: dict, job: str, index: int) -> dict:
+    """This process's environment for task ``job:index`` of ``cluster``: ``TF_CONFIG`` set,
+    no GPU."""
     import json
 
-    return dict(base if base is not None else os.environ, CUDA_VISIBLE_DEVICES="",
+    return dict(os.environ, CUDA_VISIBLE_DEVICES="",
                 TF_CPP_MIN_LOG_LEVEL="2",
                 TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": job, "index": index}}))
 

@@ -228,40 +228,27 @@ def latest_export(run_dir: str, model_dir: str) -> str | None:
     return None
 
 
+def _prediction_log(request):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
 def warmup_requests(name: str, features_batch: dict, schema, count: int = 4) -> list:
     """TF Serving ``PredictionLog`` records (Predict requests) built from one example batch."""
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
-    logs = []
-    for i in range(count):
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = name
-        request.model_spec.signature_name = SIGNATURE
-        for key in features.model_input_names(schema):
-            value = np.asarray(features_batch[key])[i:i + 1]
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-        logs.append(prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)))
-    return logs
+    names = features.model_input_names(schema)
+    return [_prediction_log(client.predict_request(
+        name, {k: np.asarray(features_batch[k])[i:i + 1] for k in names}, SIGNATURE))
+        for i in range(count)]
 
 
 def listwise_warmup_request(name: str, features_batch: dict, schema):
     """A ``rank_listwise`` warm-up record: the batch's items as the candidates of its first
     example's request."""
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    request.model_spec.signature_name = LISTWISE_SIGNATURE
-    per_candidate = candidate_inputs(schema)
-    for key in features.model_input_names(schema):
-        value = np.asarray(features_batch[key])
-        value = value[None, :] if key in per_candidate else value[:1]
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-    n = len(features_batch["item_id"])
-    request.inputs[CANDIDATE_MASK].CopyFrom(tf.make_tensor_proto(np.ones([1, n], np.int64)))
-    return prediction_log_pb2.PredictionLog(
-        predict_log=prediction_log_pb2.PredictLog(request=request))
+    ranks = {k: len(spec.shape) for k, spec in listwise_signature(schema).items()}
+    return _prediction_log(client.predict_request(
+        name, client.listwise_inputs(features_batch, ranks), LISTWISE_SIGNATURE))
 
 
 def export(run_dir: str, name: str, base_dir: str = "saved_models",

@@ -30,3 +30,14 @@ def serving_names(schema):
     asks for (``hist_session`` is DSIN's alone)."""
     return features.model_input_names(schema, exclude=features.OPTIONAL_INPUTS)
 
+
+
+def write_start_run(model, inputs, config, folder):
+    """``model``'s weights as a run folder that ``--init_checkpoint`` warm-starts from (its
+    vocabularies and one checkpoint), so that a cluster starts from the same weights."""
+    import tensorflow as tf
+
+    from ppm.models import factory
+
+    factory.record_inputs(inputs, config, folder)
+    tf.train.Checkpoint(model=model).write(os.path.join(folder, "checkpoints", "ckpt-0"))

@@ -19,6 +19,7 @@ import ppm  # noqa: F401
 from ppm import checkpoints, configs, distribute, evaluate, export, train
 from ppm.data import pipeline
 from ppm.models import factory
+from tests.ranking_fixtures import write_start_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = "urm_wo_ppm"
@@ -87,8 +88,7 @@ def _reference(config, init_dir):
     inputs = factory.load_inputs(config)
     d = config.data
     model, optimizer = train.build(config, inputs)
-    factory.record_inputs(inputs, config, init_dir)
-    tf.train.Checkpoint(model=model).write(os.path.join(init_dir, "checkpoints", "ckpt-0"))
+    write_start_run(model, inputs, config, init_dir)
     files = train.train_files(config)
     tf.random.set_seed(d.seed)  # the shuffles' global seed, as ppm.train sets it
 

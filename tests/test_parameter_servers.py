@@ -17,7 +17,7 @@ from official.modeling import hyperparams
 import ppm  # noqa: F401
 from ppm import configs, distribute, evaluate, export, train
 from ppm.models import factory
-from tests.ranking_fixtures import one_batch
+from tests.ranking_fixtures import one_batch, write_start_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,8 +37,7 @@ def test_a_parameter_server_cluster_splits_the_item_table_and_exports_one(
     # is measured on the same fixed examples (the cluster's steps are asynchronous).
     init = str(tmp_path / "init")
     start, _ = train.build(c, inputs)
-    factory.record_inputs(inputs, c, init)
-    tf.train.Checkpoint(model=start).write(os.path.join(init, "checkpoints", "ckpt-0"))
+    write_start_run(start, inputs, c, init)
     fixed = one_batch(tiny_examples, 1024)[0]
 
     cluster = distribute.local_cluster(chief=1, worker=2, ps=2)
