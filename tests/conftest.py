@@ -77,6 +77,16 @@ def isolated_from_working_folders(tmp_path_factory):
     assert not changed, f"tests changed the repository's working folders: {changed[:10]}"
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Python, NumPy and TensorFlow start every test from seed 0: a test's unseeded weights are
+    the same on every run and under any xdist split, so a test cannot pass or fail by the
+    draw of an initializer (each test still says which seeds its own claims need)."""
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A `tiny` synthetic dataset (read-only: copy it before corrupting it)."""

@@ -100,10 +100,14 @@ def test_padded_keys_cannot_change_outputs_or_gradients(activation, normalize):
     # More padding too: Dice's batch statistics must not count the padded slots.
     dirty = _with_garbage(clean, extra=3)
     assert not np.isfinite(dirty["keys"].numpy()).all()
+    keras.utils.set_random_seed(0)
     layer = TargetAttention((4, 3), activation, normalize=normalize, init_stddev=0.5)
     layer(clean)
-    if activation == "prelu":  # a non-zero slope, so that both sides of PReLU are used
-        layer.activation_layers[0].set_weights([np.full([4], 0.3, np.float32)])
+    if activation == "prelu":
+        # A non-zero slope in every layer, so that both sides of PReLU are used (and a row's
+        # scores cannot all be exactly 0, as when every unit of a zero-slope layer is negative).
+        for act, width in zip(layer.activation_layers, (4, 3)):
+            act.set_weights([np.full([width], 0.3, np.float32)])
     for training in (True, False):
         results = []
         for inputs in (clean, dirty):
