@@ -300,15 +300,13 @@ def breakdown(run: str, ranking: dict, n: int) -> dict:
 
     from ppm import evaluate, export
     from ppm.models import modules
-    from ppm.serving import client
 
     model, inputs, _ = evaluate.load_model(run)
     folded = modules.fold_item_tokens(model)
     schema = export.serving_schema(model, inputs.schema)
     module = export.ServingModule(model, schema)
     feats = ranking_features(ranking, schema)
-    ranks = {k: len(v.shape) for k, v in export.listwise_signature(schema).items()}
-    listwise = {k: tf.constant(v) for k, v in client.listwise_inputs(feats, ranks).items()}
+    listwise = {k: tf.constant(v) for k, v in export.listwise_inputs(feats, schema).items()}
     pointwise = {k: tf.constant(v) for k, v in feats.items()}
     rows = module.model_features(pointwise)
     calls = {"listwise": (module.rank_listwise, listwise), "pointwise": (module.serve, pointwise)}
@@ -436,10 +434,7 @@ def start_server(name: str, version_dir: str, workdir: str, workers: int, rankin
         forms["pointwise"] = (client.predict_request(name, feats), time.perf_counter() - t)
         if listwise:
             t = time.perf_counter()
-            feats = client.ranking_features(ranking, c.signature_inputs())
-            spec = c.metadata_cached().signature_def[client.LISTWISE_SIGNATURE].inputs
-            inputs = client.listwise_inputs(feats, {k: len(v.tensor_shape.dim)
-                                                    for k, v in spec.items()})
+            inputs = c.listwise_features(ranking)
             forms["listwise"] = (client.predict_request(name, inputs,
                                                         client.LISTWISE_SIGNATURE),
                                  time.perf_counter() - t)

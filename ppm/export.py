@@ -243,12 +243,18 @@ def warmup_requests(name: str, features_batch: dict, schema, count: int = 4) -> 
         for i in range(count)]
 
 
+def listwise_inputs(pointwise: dict, schema: features.FeatureSchema) -> dict:
+    """The ``rank_listwise`` inputs of one request from its pointwise features (one row per
+    candidate; :func:`ppm.serving.client.listwise_inputs` with this schema's signature)."""
+    ranks = {k: len(spec.shape) for k, spec in listwise_signature(schema).items()}
+    return client.listwise_inputs(pointwise, ranks)
+
+
 def listwise_warmup_request(name: str, features_batch: dict, schema):
     """A ``rank_listwise`` warm-up record: the batch's items as the candidates of its first
     example's request."""
-    ranks = {k: len(spec.shape) for k, spec in listwise_signature(schema).items()}
     return _prediction_log(client.predict_request(
-        name, client.listwise_inputs(features_batch, ranks), LISTWISE_SIGNATURE))
+        name, listwise_inputs(features_batch, schema), LISTWISE_SIGNATURE))
 
 
 def export(run_dir: str, name: str, base_dir: str = "saved_models",

@@ -24,12 +24,10 @@ def one_batch(tiny_examples, size=32, window="train_large"):
     return next(iter(ds)), schema
 
 
-
 def serving_names(schema):
     """The serving inputs of a model that reads no optional input (URM): what its signature
     asks for (``hist_session`` is DSIN's alone)."""
     return features.model_input_names(schema, exclude=features.OPTIONAL_INPUTS)
-
 
 
 def write_start_run(model, inputs, config, folder):

@@ -148,6 +148,17 @@ def test_the_optimizer_comes_from_the_config(override, cls, expected):
     assert rates == pytest.approx(expected)
 
 
+def test_target_modes_are_the_behavior_transformers():
+    from ppm.configs import models
+    from ppm.layers import behavior_transformer
+
+    assert models.TARGET_MODES == behavior_transformer.TARGET_MODES
+    for name in ("ppm", "transformer"):
+        with pytest.raises(ValueError, match=f"model.{name}.target_mode must be one of"):
+            configs.resolve("urm_wo_ppm", "demo",
+                            params_override=f"model.{name}.target_mode=both")
+
+
 def test_task_losses_are_known_to_the_config_and_to_ppm_losses():
     from ppm import losses
     from ppm.configs import models

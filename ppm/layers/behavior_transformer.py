@@ -130,14 +130,8 @@ class BehaviorTransformer(keras.layers.Layer):
         x = self._embed(tokens, position, recency)  # Eq. 3
         valid = tf.sequence_mask(tf.reshape(inputs["hist_len"], [-1]), length)  # [B, L]
         valid = tf.concat([tf.ones_like(valid[:, :1]), valid], axis=1)  # the target is real
-        # [B, T, T]: every query may attend to every real key.
-        mask = tf.cast(valid[:, None, :], x.dtype) * tf.ones_like(x[:, :, :1])
-        for block in self.blocks:
-            x = block([x, mask], training=training)  # Eq. 5
-        weights = tf.cast(valid[:, 1:, None], x.dtype)
-        user = tf.math.divide_no_nan(tf.reduce_sum(x[:, 1:] * weights, axis=1),
-                                     tf.reduce_sum(weights, axis=1))
-        return user, x[:, 0]
+        x = self._blocks(x, valid, training)
+        return _masked_mean(x[:, 1:], valid[:, 1:]), x[:, 0]
 
     def _embed(self, tokens, position, recency):
         """Eq. 3: the tokens plus their position and recency embeddings."""
@@ -145,18 +139,21 @@ class BehaviorTransformer(keras.layers.Layer):
         return (tokens + tf.cast(self.position_embedding(position), tokens.dtype)
                 + tf.cast(self.recency_embedding(recency), tokens.dtype))
 
+    def _blocks(self, x, valid, training):
+        """Eq. 5: the encoder blocks over tokens ``x`` [B, T, H] whose real ones are ``valid``
+        [B, T] (every query may attend to every real key)."""
+        mask = tf.cast(valid[:, None, :], x.dtype) * tf.ones_like(x[:, :, :1])  # [B, T, T]
+        for block in self.blocks:
+            x = block([x, mask], training=training)
+        return x
+
     def _encode_history(self, history, hist_position, hist_recency, hist_len, training):
         """The user representation of history-only mode, [B, H]."""
         recency = tf.clip_by_value(tf.cast(hist_recency, tf.int32), 0,
                                    self.num_recency_buckets - 1)
         x = self._embed(history, hist_position, recency)
         valid = tf.sequence_mask(tf.reshape(hist_len, [-1]), tf.shape(history)[1])
-        mask = tf.cast(valid[:, None, :], x.dtype) * tf.ones_like(x[:, :, :1])
-        for block in self.blocks:
-            x = block([x, mask], training=training)
-        weights = tf.cast(valid[:, :, None], x.dtype)
-        return tf.math.divide_no_nan(tf.reduce_sum(x * weights, axis=1),
-                                     tf.reduce_sum(weights, axis=1))
+        return _masked_mean(self._blocks(x, valid, training), valid)
 
     def _history_only(self, inputs, training):
         history, target = inputs["history"], inputs["target"]
@@ -178,6 +175,13 @@ class BehaviorTransformer(keras.layers.Layer):
                 "dropout": self.dropout, "num_positions": self.num_positions,
                 "num_recency_buckets": self.num_recency_buckets,
                 "init_stddev": self.init_stddev}
+
+
+def _masked_mean(x, valid):
+    """The mean of ``x`` [B, T, H] over the ``valid`` [B, T] tokens (0 where there are none)."""
+    weights = tf.cast(valid[:, :, None], x.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(x * weights, axis=1),
+                                 tf.reduce_sum(weights, axis=1))
 
 
 def distinct_rows(tensors):

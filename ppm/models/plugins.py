@@ -73,10 +73,10 @@ class PPMPlugin(PretrainedModule):
         either way; the tokens the transformer saw would not)."""
         import os  # noqa: PLC0415
 
-        from ppm import configs  # noqa: PLC0415 - configs import the registry
+        from ppm import checkpoints, configs  # noqa: PLC0415 - configs import the registry
 
-        run = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(
-            os.path.dirname(checkpoint))
+        # <run>/checkpoints/ckpt-N, whichever of the three checkpoints.latest takes was given
+        run = os.path.dirname(os.path.dirname(checkpoints.latest(checkpoint)))
         if os.path.exists(os.path.join(run, configs.RUN_CONFIG_FILE)):
             trained = configs.read_run_config(run).model.ppm.target_mode
             mode = module.transformer.target_mode

@@ -202,11 +202,19 @@ class Client:
         if self.version_label is not None:
             spec.version_label = self.version_label
 
-    def predict_raw(self, inputs: Mapping[str, np.ndarray], output_filter=()):
-        """Sends arrays as they are; returns the ``PredictResponse``."""
-        request = predict_request(self.model, inputs, self.signature, self.version,
-                                  self.version_label, output_filter)
+    def predict_raw(self, inputs: Mapping[str, np.ndarray], output_filter=(),
+                    signature: str | None = None):
+        """Sends arrays as they are (to ``signature``, by default the client's); returns the
+        ``PredictResponse``."""
+        request = predict_request(self.model, inputs, signature or self.signature,
+                                  self.version, self.version_label, output_filter)
         return self.prediction.Predict(request, timeout=self.timeout)
+
+    def _outputs(self, response) -> dict:
+        """``{output: np.ndarray}`` of a ``PredictResponse``; records the version that
+        answered."""
+        self.last_version = response.model_spec.version.value
+        return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
     def predict(self, features: Mapping[str, Sequence], output_filter=()) -> dict:
         """Scores a feature dict; returns ``{output: np.ndarray}``.
@@ -225,9 +233,7 @@ class Client:
         inputs = {k: np.asarray(v, dtype=object if spec[k][0] == tf.string
                                 else spec[k][0].as_numpy_dtype)
                   for k, v in features.items()}
-        response = self.predict_raw(inputs, output_filter)
-        self.last_version = response.model_spec.version.value
-        return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+        return self._outputs(self.predict_raw(inputs, output_filter))
 
     def rank(self, request: Mapping, score: str = "p_click",
              listwise: bool | None = None) -> dict:
@@ -237,21 +243,14 @@ class Client:
         The request goes to the model's listwise signature (``rank_listwise``: the user sent
         once) when the model has one, else to the pointwise one (one row per candidate);
         ``listwise`` forces the choice. Both give the same scores."""
-        feats = ranking_features(request, self.signature_inputs())
-        sigs = self.metadata_cached().signature_def
         if listwise is None:
-            listwise = LISTWISE_SIGNATURE in sigs
+            listwise = LISTWISE_SIGNATURE in self.metadata_cached().signature_def
         if listwise:
-            spec = sigs[LISTWISE_SIGNATURE].inputs
-            inputs = listwise_inputs(feats, {k: len(v.tensor_shape.dim)
-                                             for k, v in spec.items()})
-            response = self.prediction.Predict(predict_request(
-                self.model, inputs, LISTWISE_SIGNATURE, self.version, self.version_label),
-                timeout=self.timeout)
-            self.last_version = response.model_spec.version.value
-            out = {k: tf.make_ndarray(v)[0] for k, v in response.outputs.items()}
+            response = self.predict_raw(self.listwise_features(request),
+                                        signature=LISTWISE_SIGNATURE)
+            out = {k: v[0] for k, v in self._outputs(response).items()}
         else:
-            out = self.predict(feats)
+            out = self.predict(ranking_features(request, self.signature_inputs()))
         if score not in out:
             raise ValueError(f"score {score!r} is not an output ({sorted(out)})")
         out["order"] = np.argsort(-out[score], kind="stable")
@@ -270,6 +269,13 @@ class Client:
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(sig_map)
         return sig_map
+
+    def listwise_features(self, request: Mapping) -> dict:
+        """The ``rank_listwise`` inputs of a ranking request (:func:`listwise_inputs` of its
+        :func:`ranking_features`, ranked as the model's listwise signature asks)."""
+        spec = self.metadata_cached().signature_def[LISTWISE_SIGNATURE].inputs
+        return listwise_inputs(ranking_features(request, self.signature_inputs()),
+                               {k: len(v.tensor_shape.dim) for k, v in spec.items()})
 
     def metadata_cached(self):
         """:meth:`metadata`, asked once."""

@@ -30,17 +30,14 @@ def ranking(tiny_world, tiny_examples):
 
 def _listwise(c, ranking, mask=None):
     """The listwise inputs of ``ranking`` (optionally with another mask)."""
-    feats = client.ranking_features(ranking, c.signature_inputs())
-    spec = c.metadata_cached().signature_def[export.LISTWISE_SIGNATURE].inputs
-    inputs = client.listwise_inputs(feats, {k: len(v.tensor_shape.dim) for k, v in spec.items()})
+    inputs = c.listwise_features(ranking)
     if mask is not None:
         inputs[export.CANDIDATE_MASK] = mask
     return inputs
 
 
 def _predict(c, inputs):
-    response = c.prediction.Predict(client.predict_request(
-        "urm", inputs, export.LISTWISE_SIGNATURE), timeout=30)
+    response = c.predict_raw(inputs, signature=export.LISTWISE_SIGNATURE)
     return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
